@@ -1,0 +1,75 @@
+"""Teacher-forced per-token log-probs of whole sequences (the trainer's side of the ratio).
+
+    logp_BxL[t] = log pi(tokens[t] | tokens[<t])   for t >= 1,   logp_BxL[0] = 0
+
+computed from one forward pass over the slot layout that `generate` produced, so that for the
+same params it equals the sampler's `logp_policy_BxL` (the sampler/trainer agreement test).
+
+`implementation` selects how the [N, V] softmax is reduced: "naive" materialises f32 logits;
+"xla" / "pallas" / "auto" use the fused kernels of `rl_jax.kernels.fused_logprob`, which never
+build the [N, V] tensor (see docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rl_jax.models import qwen3
+from rl_jax.models.config import ModelConfig
+
+IMPLEMENTATIONS = ("naive", "xla", "pallas", "auto")
+
+
+def _naive_logprob(h_NxD, w_DxV, y_N, temperature, compute_dtype):
+  logits = jnp.dot(h_NxD.astype(compute_dtype), w_DxV.astype(compute_dtype),
+                   preferred_element_type=jnp.float32) / temperature
+  logp_NxV = jax.nn.log_softmax(logits, axis=-1)
+  logp = jnp.take_along_axis(logp_NxV, y_N[:, None], axis=-1)[:, 0]
+  entropy = -jnp.sum(jnp.exp(logp_NxV) * logp_NxV, axis=-1)
+  return logp, entropy
+
+
+def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: ModelConfig,
+                   implementation: str = "naive", temperature: jax.Array | float = 1.0,
+                   return_entropy: bool = False):
+  """Per-token log-probs (and optionally entropies) of `tokens_BxL` under `params`.
+
+  Args:
+    tokens_BxL, valid_BxL: the rollout slot layout (left padding has valid 0).
+    cfg: model config (static).
+    implementation: "naive" | "xla" | "pallas" | "auto" (static).
+    temperature: divides the logits (traced); use the sampling temperature to score samples
+      under the distribution they were drawn from.
+    return_entropy: also return the policy entropy at each position (predicting token t).
+
+  Returns:
+    logp_BxL (0 at t=0 and wherever valid is 0), and entropy_BxL when requested.
+  """
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"unknown log-prob implementation {implementation!r}; "
+                     f"valid: {IMPLEMENTATIONS}")
+  b, l = tokens_BxL.shape
+  valid = valid_BxL.astype(bool)
+  hidden_BxLxD, _ = qwen3.forward(params, tokens_BxL, qwen3.positions_from_mask(valid), valid,
+                                  cfg=cfg)
+  # Position t-1 predicts token t.
+  h_NxD = hidden_BxLxD[:, :-1].reshape(b * (l - 1), -1)
+  y_N = tokens_BxL[:, 1:].reshape(-1).astype(jnp.int32)
+  target_valid_N = (valid[:, 1:] & valid[:, :-1]).reshape(-1)
+  w_DxV = qwen3.unembedding(params, cfg)
+  temperature = jnp.asarray(temperature, jnp.float32)
+  if implementation == "naive":
+    logp_N, entropy_N = _naive_logprob(h_NxD, w_DxV, y_N, temperature,
+                                       jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32)
+  else:
+    from rl_jax.kernels.fused_logprob import api as fused  # pylint: disable=g-import-not-at-top
+    out = fused.fused_logprob(h_NxD, w_DxV, y_N, target_valid_N, temperature=temperature,
+                              implementation=implementation, return_entropy=True)
+    logp_N, entropy_N = out
+  logp_N = jnp.where(target_valid_N, logp_N, 0.0)
+  zero_col = jnp.zeros((b, 1), jnp.float32)
+  logp_BxL = jnp.concatenate([zero_col, logp_N.reshape(b, l - 1)], axis=1)
+  if not return_entropy:
+    return logp_BxL
+  entropy_N = jnp.where(target_valid_N, entropy_N, 0.0)
+  return logp_BxL, jnp.concatenate([zero_col, entropy_N.reshape(b, l - 1)], axis=1)

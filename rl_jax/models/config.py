@@ -1,0 +1,126 @@
+"""Model shapes: frozen dataclasses, hashable so they can be static arguments of `jax.jit`.
+
+The real Qwen3 shapes follow the official Hugging Face `config.json` files of Qwen/Qwen3-*B.
+They are used with `jax.eval_shape` (planning, tests) and by the weight loader; CPU tests never
+instantiate them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Shape and numerics of a Qwen3-style decoder.
+
+  Attributes:
+    vocab_size: rows of the embedding table (V).
+    hidden_size: model width (D).
+    num_layers: decoder blocks (L).
+    num_heads: query heads (H).
+    num_kv_heads: key/value heads (K); H % K == 0 (grouped-query attention).
+    head_dim: per-head width; Qwen3 decouples it from D / H.
+    intermediate_size: SwiGLU hidden width (F).
+    rope_theta: RoPE base frequency.
+    rms_norm_eps: epsilon of every RMSNorm (layer norms and per-head q/k norms).
+    tie_embeddings: the unembedding is the transposed embedding table (Qwen3-0.6B/1.7B/4B).
+    param_dtype: storage dtype of parameters ("float32" | "bfloat16").
+    dtype: compute dtype of matmuls ("float32" | "bfloat16"); norms, softmax and
+      log-probs always run in float32.
+    max_seq_len: longest sequence (prompt + response) the model is used with.
+  """
+  vocab_size: int
+  hidden_size: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  intermediate_size: int
+  rope_theta: float = 1_000_000.0
+  rms_norm_eps: float = 1e-6
+  tie_embeddings: bool = True
+  param_dtype: str = "float32"
+  dtype: str = "float32"
+  max_seq_len: int = 512
+
+  def __post_init__(self):
+    for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                 "head_dim", "intermediate_size", "max_seq_len"):
+      if int(getattr(self, name)) <= 0:
+        raise ValueError(f"ModelConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(f"ModelConfig.num_heads ({self.num_heads}) must be a multiple of "
+                       f"num_kv_heads ({self.num_kv_heads}) for grouped-query attention")
+    if self.head_dim % 2:
+      raise ValueError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
+    for name in ("param_dtype", "dtype"):
+      if getattr(self, name) not in ("float32", "bfloat16"):
+        raise ValueError(f"ModelConfig.{name} must be 'float32' or 'bfloat16', "
+                         f"got {getattr(self, name)!r}")
+
+  def replace(self, **changes: Any) -> "ModelConfig":
+    return dataclasses.replace(self, **changes)
+
+  def num_params(self) -> int:
+    """Exact parameter count, from the shapes (independent of the module code)."""
+    d, f, l = self.hidden_size, self.intermediate_size, self.num_layers
+    q = self.num_heads * self.head_dim
+    kv = self.num_kv_heads * self.head_dim
+    per_layer = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d + 2 * self.head_dim
+    embed = self.vocab_size * d * (1 if self.tie_embeddings else 2)
+    return embed + l * per_layer + d
+
+  @classmethod
+  def from_hf_config(cls, hf: Mapping[str, Any], **overrides: Any) -> "ModelConfig":
+    """Builds a config from a Hugging Face Qwen3 `config.json` dict."""
+    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size")
+    missing = [k for k in required if k not in hf]
+    if missing:
+      raise ValueError(f"HF config is missing required keys {missing}")
+    rope_theta = hf.get("rope_theta")
+    if rope_theta is None:
+      rope_theta = (hf.get("rope_parameters") or {}).get("rope_theta", 1_000_000.0)
+    fields = dict(
+        vocab_size=int(hf["vocab_size"]),
+        hidden_size=int(hf["hidden_size"]),
+        num_layers=int(hf["num_hidden_layers"]),
+        num_heads=int(hf["num_attention_heads"]),
+        num_kv_heads=int(hf.get("num_key_value_heads", hf["num_attention_heads"])),
+        head_dim=int(hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]),
+        intermediate_size=int(hf["intermediate_size"]),
+        rope_theta=float(rope_theta),
+        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        max_seq_len=int(hf.get("max_position_embeddings", 512)),
+    )
+    fields.update(overrides)
+    return cls(**fields)
+
+
+_QWEN3_COMMON = dict(rope_theta=1_000_000.0, rms_norm_eps=1e-6, vocab_size=151_936,
+                     head_dim=128, max_seq_len=40_960, param_dtype="bfloat16", dtype="bfloat16")
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    # ~0.8M parameters at V=512: the CPU default of the quickstart and the seed reproductions.
+    # The vocabulary is replaced by the tokenizer's size at run time (`config.replace`).
+    "tiny": ModelConfig(vocab_size=512, hidden_size=128, num_layers=3, num_heads=4,
+                        num_kv_heads=2, head_dim=32, intermediate_size=384,
+                        rope_theta=10_000.0, max_seq_len=256),
+    "qwen3_0_6b": ModelConfig(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8,
+                              intermediate_size=3072, tie_embeddings=True, **_QWEN3_COMMON),
+    "qwen3_1_7b": ModelConfig(hidden_size=2048, num_layers=28, num_heads=16, num_kv_heads=8,
+                              intermediate_size=6144, tie_embeddings=True, **_QWEN3_COMMON),
+    "qwen3_4b": ModelConfig(hidden_size=2560, num_layers=36, num_heads=32, num_kv_heads=8,
+                            intermediate_size=9728, tie_embeddings=True, **_QWEN3_COMMON),
+    "qwen3_8b": ModelConfig(hidden_size=4096, num_layers=36, num_heads=32, num_kv_heads=8,
+                            intermediate_size=12288, tie_embeddings=False, **_QWEN3_COMMON),
+}
+
+
+def get_model_config(name: str, **overrides: Any) -> ModelConfig:
+  """Returns the named model config, with optional field overrides."""
+  if name not in MODEL_CONFIGS:
+    raise ValueError(f"unknown model config {name!r}; valid names: {sorted(MODEL_CONFIGS)}")
+  return MODEL_CONFIGS[name].replace(**overrides) if overrides else MODEL_CONFIGS[name]

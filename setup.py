@@ -1,0 +1,44 @@
+"""rl_jax: JAX-native RL post-training for language models.
+
+`kernels/` at the top level is installed as the subpackage `rl_jax.kernels` (package_dir), so
+`import rl_jax.kernels` works and nothing clashes with other top-level "kernels" packages.
+"""
+import setuptools
+
+_KERNEL_PACKAGES = [
+    "rl_jax.kernels" + name[len("kernels"):]
+    for name in setuptools.find_packages(include=["kernels", "kernels.*"])
+]
+
+setuptools.setup(
+    name="rl_jax",
+    version="0.1.0",
+    description="JAX/TPU-native reinforcement-learning post-training of language models",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["rl_jax", "rl_jax.*"]) + _KERNEL_PACKAGES,
+    package_dir={"rl_jax.kernels": "kernels"},
+    package_data={"rl_jax": ["data/assets/*", "data/assets/**/*"]},
+    include_package_data=True,
+    # Lower bounds are the versions this code was tested with; upper bounds stop silent skew
+    # across a JAX minor release (the anchors' top install pain).
+    install_requires=[
+        "jax>=0.10.2,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "chex>=0.1.92",
+        "ml-collections>=1.1.0",
+        "sentencepiece>=0.2.3",
+        "absl-py>=2.1",
+        "numpy>=2.0",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+        "safetensors>=0.6",
+        "tokenizers>=0.21",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "hf": ["transformers>=4.51", "torch"],
+    },
+)

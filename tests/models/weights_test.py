@@ -1,0 +1,83 @@
+"""HF safetensors <-> rl_jax params: round trip, validation errors, pickle refusal."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from rl_jax.models import qwen3, weights
+from rl_jax.models.config import get_model_config
+
+
+def _write_hf(tmp_path, tensors, cfg_dict=None):
+  save_file(tensors, str(tmp_path / "model.safetensors"))
+  if cfg_dict:
+    (tmp_path / "config.json").write_text(json.dumps(cfg_dict))
+  return str(tmp_path)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_hf_layout_round_trip_gives_same_logits(tmp_path, tied):
+  cfg = get_model_config("tiny", vocab_size=50, num_layers=2, tie_embeddings=tied)
+  params = qwen3.init_params(cfg, jax.random.key(0))
+  hf = weights.params_to_hf(params, cfg)
+  # HF layout: linear weights are [out, in].
+  assert hf["model.layers.0.self_attn.q_proj.weight"].shape == (128, 128)
+  assert hf["model.layers.1.mlp.down_proj.weight"].shape == (128, 384)
+  path = _write_hf(tmp_path, hf)
+  loaded = weights.params_from_hf(weights.read_hf_tensors(path), cfg)
+  ids = jnp.arange(10)[None] % 50
+  valid = jnp.ones(ids.shape, bool)
+  pos = qwen3.positions_from_mask(valid)
+  a = qwen3.logits(params, qwen3.forward(params, ids, pos, valid, cfg=cfg)[0], cfg=cfg)
+  b = qwen3.logits(loaded, qwen3.forward(loaded, ids, pos, valid, cfg=cfg)[0], cfg=cfg)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sharded_checkpoint_with_index(tmp_path):
+  cfg = get_model_config("tiny", vocab_size=50, num_layers=2)
+  hf = weights.params_to_hf(qwen3.init_params(cfg, jax.random.key(0)), cfg)
+  names = sorted(hf)
+  half = len(names) // 2
+  save_file({n: hf[n] for n in names[:half]}, str(tmp_path / "model-00001-of-00002.safetensors"))
+  save_file({n: hf[n] for n in names[half:]}, str(tmp_path / "model-00002-of-00002.safetensors"))
+  index = {"weight_map": {n: ("model-00001-of-00002.safetensors" if i < half else
+                              "model-00002-of-00002.safetensors") for i, n in enumerate(names)}}
+  (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+  loaded = weights.params_from_hf(weights.read_hf_tensors(str(tmp_path)), cfg)
+  np.testing.assert_array_equal(np.asarray(loaded["layers"]["mlp"]["up_proj"]["kernel"][1]),
+                                hf["model.layers.1.mlp.up_proj.weight"].T)
+
+
+def test_missing_and_misshaped_tensors_are_named(tmp_path):
+  cfg = get_model_config("tiny", vocab_size=50, num_layers=2)
+  hf = weights.params_to_hf(qwen3.init_params(cfg, jax.random.key(0)), cfg)
+  broken = dict(hf)
+  del broken["model.layers.1.self_attn.k_norm.weight"]
+  with pytest.raises(ValueError, match=r"missing tensor 'model.layers.1.self_attn.k_norm.weight'"):
+    weights.params_from_hf(broken, cfg)
+  broken = dict(hf)
+  broken["model.layers.0.mlp.up_proj.weight"] = np.zeros((3, 3), np.float32)
+  with pytest.raises(ValueError, match=r"'model.layers.0.mlp.up_proj.weight' has shape"):
+    weights.params_from_hf(broken, cfg)
+  broken = dict(hf)
+  broken["model.layers.9.extra.weight"] = np.zeros((3,), np.float32)
+  with pytest.raises(ValueError, match="does not use"):
+    weights.params_from_hf(broken, cfg)
+
+
+def test_pickle_formats_are_refused(tmp_path):
+  (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+  with pytest.raises(ValueError, match="pickle"):
+    weights.checkpoint_files(str(tmp_path))
+  with pytest.raises(ValueError, match="pickle"):
+    weights.checkpoint_files(str(tmp_path / "pytorch_model.bin"))
+
+
+def test_corrupt_safetensors_is_refused(tmp_path):
+  (tmp_path / "model.safetensors").write_bytes(b"garbage that is not a header")
+  with pytest.raises(ValueError, match="not a readable safetensors"):
+    weights.read_hf_tensors(str(tmp_path))
