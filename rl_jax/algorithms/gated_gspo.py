@@ -1,0 +1,204 @@
+"""Confidence-gated cost-sensitive rewards and advantages for Translate-R1 (SPEC §1(a), steps 4-6).
+
+Per rollout i of a group q (G consecutive rows, one prompt in one language): base reward r_i,
+translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i in {0,1}.
+
+  Step 4, group statistics:
+      n_native_q = #{i in q : not translated_i}
+      p_native_q = #{i in q : correct_i and not translated_i} / max(1, n_native_q)
+    and a confidence conf_q chosen by the gate (registry `GATES`):
+      "none"            no confidence, g_q = 1 (the ungated cost penalty, SPEC §1(c) baseline)
+      "native_success"  conf_q = p_native_q
+      "verbal_conf"     conf_q = mean_{i in q} verbal_conf_i          (the model's stated confidence)
+      "logprob_conf"    conf_q = exp(mean_{i in q} first_token_logp_i) (policy probability of the
+                                                                       no-translate first token)
+    gate, mode "hard":  g_q = 1[conf_q >= tau] * 1[n_native_q >= m_min]
+          mode "soft":  g_q = sigmoid(kappa (conf_q - tau)) * 1[n_native_q >= m_min]
+    The n_native >= m_min factor applies to every confidence gate: the cost is charged only when
+    the group has *shown* native attempts; m_min = 0 switches it off. A group whose rollouts all
+    translated has p_native = 0, so a hard native_success gate is 0 there: translating is free
+    exactly where the model cannot (or does not) solve natively, which keeps the cost from
+    suppressing tool use on incomprehensible inputs (the over-suppression the paper describes).
+
+  Step 5, gated reward:   R_i = r_i - lam * c_i * g_q
+  Step 6, advantage:      A_i = (R_i - mean_q R) / (std_q R + eps)   or Dr.-style R_i - mean_q R
+
+The result feeds the GSPO update unchanged (`losses.preset("gspo")`: sequence ratio,
+eps 3e-4 / 4e-4, beta 0; tool-response tokens carry loss_mask = 0).
+
+Static: gate name, mode, m_min, group size, normalisation (`GateCfg`). Traced: lam, tau, kappa
+(`GateKnobs`), so one compiled program serves a whole cost-sensitivity sweep.
+
+Reference: Translate-R1, arXiv 2606.06835 (abstract only; the gate formula is the [I] design of
+SPEC §1(a)). GSPO: Zheng et al. 2025, arXiv 2507.18071.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from rl_jax.algorithms import advantages as adv_lib
+
+GATES = ("none", "native_success", "verbal_conf", "logprob_conf")
+MODES = ("hard", "soft")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateCfg:
+  """Static gate configuration (hashable: bind with functools.partial or static_argnames).
+
+  Attributes:
+    gate: one of `GATES`.
+    mode: "hard" (indicator) or "soft" (sigmoid with slope kappa).
+    m_min: minimum number of non-translating rollouts in the group for the gate to open.
+    group_size: G, rollouts per prompt (consecutive rows).
+    normalize: advantage normalisation, "std" (GRPO) or "none" (Dr. GRPO).
+    eps: added to the group std.
+    std_ddof: ddof of the group std (1, as TRL/verl/Tunix and `advantages.group_advantages`).
+  """
+  gate: str = "native_success"
+  mode: str = "hard"
+  m_min: int = 1
+  group_size: int = 8
+  normalize: str = "std"
+  eps: float = 1e-6
+  std_ddof: int = 1
+
+  def __post_init__(self):
+    if self.gate not in GATES:
+      raise ValueError(f"GateCfg.gate: unknown gate {self.gate!r}; registered gates: "
+                       f"{', '.join(GATES)}")
+    if self.mode not in MODES:
+      raise ValueError(f"GateCfg.mode must be one of {MODES}, got {self.mode!r}")
+    if self.normalize not in adv_lib.NORMALIZE_MODES:
+      raise ValueError(f"GateCfg.normalize must be one of {adv_lib.NORMALIZE_MODES}, "
+                       f"got {self.normalize!r}")
+    if not isinstance(self.m_min, int) or self.m_min < 0:
+      raise ValueError(f"GateCfg.m_min must be an int >= 0, got {self.m_min!r}")
+    if not isinstance(self.group_size, int) or self.group_size < 1:
+      raise ValueError(f"GateCfg.group_size must be an int >= 1, got {self.group_size!r}")
+
+
+@flax.struct.dataclass
+class GateKnobs:
+  """Traced f32 scalars. lam: cost weight; tau: confidence threshold; kappa: soft-gate slope."""
+  lam: jax.Array
+  tau: jax.Array
+  kappa: jax.Array
+
+  @classmethod
+  def create(cls, *, lam=0.1, tau=0.5, kappa=10.0) -> "GateKnobs":
+    for name, value in (("lam", lam), ("kappa", kappa)):
+      if isinstance(value, (int, float)) and not value >= 0:
+        raise ValueError(f"GateKnobs.{name} must be >= 0, got {value!r}")
+    f32 = lambda x: jnp.asarray(x, jnp.float32)
+    return cls(lam=f32(lam), tau=f32(tau), kappa=f32(kappa))
+
+
+def _rows(x_B, name: str, batch: int | None, where: str) -> jax.Array:
+  x_B = jnp.asarray(x_B).astype(jnp.float32)
+  if x_B.ndim != 1:
+    raise ValueError(f"{name} must have rank 1 [B], got shape {x_B.shape} (in {where})")
+  if batch is not None and x_B.shape[0] != batch:
+    raise ValueError(f"{name} has {x_B.shape[0]} rows, expected {batch} (in {where})")
+  return x_B
+
+
+def native_stats(correct_B, translated_B, *, group_size: int) -> tuple[jax.Array, jax.Array]:
+  """(p_native_Q, n_native_Q) per group of `group_size` consecutive rows (formulas above)."""
+  where = "native_stats"
+  correct_B = _rows(correct_B, "correct_B", None, where)
+  translated_B = _rows(translated_B, "translated_B", correct_B.shape[0], where)
+  num_groups = adv_lib.check_group_shape(correct_B.shape[0], group_size, where)
+  native_QxG = (1.0 - translated_B).reshape(num_groups, group_size)
+  n_native_Q = native_QxG.sum(axis=1)
+  hits_Q = (correct_B.reshape(num_groups, group_size) * native_QxG).sum(axis=1)
+  return hits_Q / jnp.maximum(n_native_Q, 1.0), n_native_Q
+
+
+def gate_confidence(correct_B, translated_B, *, cfg: GateCfg, verbal_conf_B=None,
+                    first_token_logp_B=None) -> tuple[jax.Array, jax.Array]:
+  """(conf_Q, n_native_Q) for the configured gate; conf is all ones for gate "none"."""
+  where = f"gate_confidence(gate={cfg.gate!r})"
+  p_native_Q, n_native_Q = native_stats(correct_B, translated_B, group_size=cfg.group_size)
+  num_groups, batch = n_native_Q.shape[0], n_native_Q.shape[0] * cfg.group_size
+  if cfg.gate == "none":
+    return jnp.ones_like(p_native_Q), n_native_Q
+  if cfg.gate == "native_success":
+    return p_native_Q, n_native_Q
+  if cfg.gate == "verbal_conf":
+    if verbal_conf_B is None:
+      raise ValueError(f"gate 'verbal_conf' needs verbal_conf_B [B] (in {where})")
+    conf_B = _rows(verbal_conf_B, "verbal_conf_B", batch, where)
+    return conf_B.reshape(num_groups, cfg.group_size).mean(axis=1), n_native_Q
+  if first_token_logp_B is None:
+    raise ValueError(f"gate 'logprob_conf' needs first_token_logp_B [B] (in {where})")
+  logp_B = _rows(first_token_logp_B, "first_token_logp_B", batch, where)
+  return jnp.exp(logp_B.reshape(num_groups, cfg.group_size).mean(axis=1)), n_native_Q
+
+
+def compute_gate(correct_B, translated_B, knobs: GateKnobs, *, cfg: GateCfg, verbal_conf_B=None,
+                 first_token_logp_B=None) -> jax.Array:
+  """g_Q in [0, 1], one per group (formulas in the module docstring)."""
+  conf_Q, n_native_Q = gate_confidence(correct_B, translated_B, cfg=cfg,
+                                       verbal_conf_B=verbal_conf_B,
+                                       first_token_logp_B=first_token_logp_B)
+  if cfg.gate == "none":
+    return jnp.ones_like(conf_Q)
+  enough_Q = (n_native_Q >= cfg.m_min).astype(jnp.float32)
+  if cfg.mode == "hard":
+    open_Q = (conf_Q >= knobs.tau).astype(jnp.float32)
+  else:
+    open_Q = jax.nn.sigmoid(knobs.kappa * (conf_Q - knobs.tau))
+  return open_Q * enough_Q
+
+
+def gated_reward(r_B, cost_B, g_Q, lam) -> jax.Array:
+  """R_i = r_i - lam * c_i * g_{q(i)}; the group size is B / len(g_Q) (consecutive rows)."""
+  where = "gated_reward"
+  r_B = _rows(r_B, "r_B", None, where)
+  cost_B = _rows(cost_B, "cost_B", r_B.shape[0], where)
+  g_Q = jnp.asarray(g_Q, jnp.float32)
+  if g_Q.ndim != 1 or g_Q.shape[0] == 0 or r_B.shape[0] % g_Q.shape[0]:
+    raise ValueError(f"g_Q must be [num_groups] with B={r_B.shape[0]} a multiple of num_groups, "
+                     f"got shape {g_Q.shape} (in {where})")
+  g_B = jnp.repeat(g_Q, r_B.shape[0] // g_Q.shape[0])
+  return r_B - lam * cost_B * g_B
+
+
+def gated_advantages(gated_reward_B, *, cfg: GateCfg) -> jax.Array:
+  """Group-normalised advantages of the gated reward (`advantages.group_advantages`)."""
+  return adv_lib.group_advantages(gated_reward_B, group_size=cfg.group_size,
+                                  normalize=cfg.normalize, eps=cfg.eps, std_ddof=cfg.std_ddof)
+
+
+def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: GateKnobs, *,
+                          cfg: GateCfg, verbal_conf_B=None, first_token_logp_B=None
+                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Steps 4-6 end to end: (advantages_B, metrics). Jit with `cfg` static.
+
+  Args:
+    reward_B: base reward r_i (1[correct], or `malformed_reward` for malformed episodes).
+    cost_B: tool cost c_i of each rollout.
+    correct_B, translated_B: 0/1 per rollout (bool accepted).
+    knobs: traced lam, tau, kappa.
+    verbal_conf_B, first_token_logp_B: inputs of the "verbal_conf" / "logprob_conf" gates.
+  """
+  g_Q = compute_gate(correct_B, translated_B, knobs, cfg=cfg, verbal_conf_B=verbal_conf_B,
+                     first_token_logp_B=first_token_logp_B)
+  p_native_Q, n_native_Q = native_stats(correct_B, translated_B, group_size=cfg.group_size)
+  gated_B = gated_reward(reward_B, cost_B, g_Q, knobs.lam)
+  adv_B = gated_advantages(gated_B, cfg=cfg)
+  metrics = {
+      "gate/mean": g_Q.mean(),
+      "gate/p_native_mean": p_native_Q.mean(),
+      "gate/n_native_mean": n_native_Q.mean(),
+      "reward/base_mean": jnp.asarray(reward_B, jnp.float32).mean(),
+      "reward/gated_mean": gated_B.mean(),
+      "cost/mean": jnp.asarray(cost_B, jnp.float32).mean(),
+      "tool/translate_rate": jnp.asarray(translated_B, jnp.float32).mean(),
+  }
+  return adv_B, metrics

@@ -1,0 +1,104 @@
+"""Metrics: one-step-late fetching, a non-finite guard, and JSONL + TensorBoard writers.
+
+Metrics are a flat dict of scalars named with "/" prefixes (`loss/pg`, `reward/mean`, ...).
+The host dispatches step t, then reads step t-1's device metrics (`LateFetcher`), so reading
+metrics never stalls the device pipeline.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+
+class NonFiniteMetricError(FloatingPointError):
+  """A metric became NaN/inf: the run stops instead of training on garbage."""
+
+
+def check_finite(metrics: Mapping[str, Any], step: int) -> None:
+  for name, value in metrics.items():
+    v = float(value)
+    if not math.isfinite(v):
+      raise NonFiniteMetricError(
+          f"metric {name!r} is {v} at step {step}; stopping (lower the learning rate, check the "
+          "reward function, or inspect the last checkpoint)")
+
+
+def to_host(metrics: Mapping[str, Any]) -> dict[str, float]:
+  return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
+
+
+class LateFetcher:
+  """Holds device metrics of step t and returns those of step t-1 when t+1 is pushed."""
+
+  def __init__(self):
+    self._pending: tuple[int, Mapping[str, Any]] | None = None
+
+  def push(self, step: int, device_metrics: Mapping[str, Any]):
+    """Queues this step's metrics; returns (step, host metrics) of the previous push or None."""
+    previous, self._pending = self._pending, (step, device_metrics)
+    return None if previous is None else (previous[0], to_host(previous[1]))
+
+  def flush(self):
+    previous, self._pending = self._pending, None
+    return None if previous is None else (previous[0], to_host(previous[1]))
+
+
+class MetricWriter:
+  """Appends `{"step": s, **metrics}` lines to workdir/metrics.jsonl and TensorBoard events.
+
+  Only the chief process writes (pass `enabled=False` elsewhere).
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
+    self.enabled = enabled
+    self._jsonl = None
+    self._tb = None
+    if not enabled:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    if not self.enabled:
+      return
+    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    self._jsonl.write(json.dumps(record, sort_keys=True) + "\n")
+    self._jsonl.flush()
+    if self._tb is not None:
+      for name, value in metrics.items():
+        self._tb.add_scalar(name, float(value), int(step))
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(path: str) -> list[dict[str, float]]:
+  """Reads a metrics.jsonl, with file:line on malformed lines."""
+  out = []
+  with open(path, encoding="utf-8") as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        out.append(json.loads(line))
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{line_no}: not a JSON metrics record ({e})") from e
+  return out
+
+
+def reward_metrics(rewards_B: np.ndarray, group_size: int, prefix: str = "reward") -> dict:
+  groups = rewards_B.reshape(-1, group_size)
+  return {f"{prefix}/mean": float(rewards_B.mean()), f"{prefix}/std": float(rewards_B.std()),
+          f"{prefix}/frac_groups_solved": float((groups.max(axis=1) > 0).mean()),
+          f"{prefix}/frac_groups_zero_var": float((groups.std(axis=1) == 0).mean())}

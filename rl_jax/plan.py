@@ -1,0 +1,244 @@
+"""Per-device memory planner: will this model, batch and mesh fit, before allocating anything?
+
+    python -m rl_jax.plan --model qwen3_4b --topology v5e-16 --mesh 4x4 --batch 64 --seq-len 2048
+
+Parameter, gradient, optimizer-state and KV-cache bytes are exact: shapes come from
+`jax.eval_shape` (model init, `optax` init, cache init) and every leaf counts its per-device shard,
+global bytes / product of the mesh axes its `rl_jax.sharding` spec uses (after the divisibility
+fallback). Activations are an estimate from the formula below; compare against
+`jax.jit(f).lower(...).compile().memory_analysis()` on real hardware.
+
+Activation formula (per device; b = per-device micro-batch rows, t = seq-len, a = compute-dtype
+bytes, tp = tensor axis size; GQA widths q = H*Hd, kv = K*Hd):
+
+    per_layer = b*t*a * (4*D + (3*q + 3*kv + 4*F) / tp)      saved tensors of one block:
+                  block input, input-norm out, post-attention residual, post-norm out (D wide);
+                  q and k before/after norm+RoPE, v, attention output, gate, up, silu(gate),
+                  silu(gate)*up (split over tensor)
+              + b*H*t*t*(4 + a) / tp                         attention probabilities (f32
+                  softmax output plus its compute-dtype copy; the model's attention is not flash)
+    remat="none": L * per_layer
+    remat="full": L * b*t*D*a + per_layer                     (only block inputs are saved; one
+                  block is recomputed at a time in the backward pass)
+    logits naive: 3 * b*t*V*4 / tp                          f32 logits, log-softmax, softmax
+    logits fused: 3 * min(block_n, b*t) * min(block_v, V) * 4 + b*t*D*4
+                  (three f32 tiles of `rl_jax.kernels.fused_logprob` plus its f32 dh accumulator)
+
+Totals: persistent state (params, optimizer state, optional frozen reference copy) plus the larger
+of the two programs' temporaries, since rollout and update run one after the other:
+
+    total = params + reference + opt_state + max(grads + activations + logits, kv_cache)
+    kv_cache = 2 * L * B_rollout * S * K * Hd * a / shards   (batch over data*fsdp, K over tensor)
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import re
+import sys
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rl_jax import sharding
+from rl_jax.kernels.fused_logprob import xla as fused_xla
+from rl_jax.models import qwen3
+from rl_jax.models.config import MODEL_CONFIGS, ModelConfig, get_model_config
+
+GIB = 1024 ** 3
+
+# name pattern -> (devices per unit in the name, HBM bytes per device). TPU v4/v5p names count
+# TensorCores (2 per chip, one JAX device per chip); v5e/v6e names count chips. Vendor figures.
+_TOPOLOGY_PATTERNS = (
+    (r"v4-(\d+)", 0.5, 32 * GIB),
+    (r"v5p-(\d+)", 0.5, 95 * GIB),
+    (r"(?:v5e|v5litepod)-(\d+)", 1, 16 * GIB),
+    (r"v6e-(\d+)", 1, 32 * GIB),
+    (r"(\d+)xH100", 1, 80 * GIB),
+    (r"(\d+)xH200", 1, 141 * 10 ** 9),
+    (r"(\d+)xA100", 1, 80 * GIB),
+)
+
+OPTIMIZERS = {
+    "adamw": lambda: optax.adamw(1e-6),
+    "adafactor": lambda: optax.adafactor(1e-6),
+    "sgd": lambda: optax.sgd(1e-6, momentum=0.9),
+    "lion": lambda: optax.lion(1e-6),
+}
+REMAT = ("none", "full")
+LOGPROB = ("fused", "naive")
+
+
+def parse_topology(name: str) -> tuple[int, int]:
+  """'v5e-16' -> (16 devices, 16 GiB); '8xH100' -> (8, 80 GiB)."""
+  for pattern, per_unit, hbm in _TOPOLOGY_PATTERNS:
+    m = re.fullmatch(pattern, name, flags=re.IGNORECASE)
+    if m:
+      devices = int(int(m.group(1)) * per_unit)
+      if devices < 1:
+        break
+      return devices, hbm
+  raise ValueError(f"unknown topology {name!r}; expected one of v4-N, v5p-N, v5e-N (v5litepod-N), "
+                   "v6e-N, NxH100, NxH200, NxA100")
+
+
+def resolve_mesh(mesh: str | None, num_devices: int | None) -> dict[str, int]:
+  """Mesh string ('DxFxT' / 'FxT' / 'F', -1 = fill) -> {axis: size}; default all-fsdp."""
+  cfg = sharding.MeshCfg.parse(mesh) if mesh else sharding.MeshCfg(1, -1, 1)
+  if num_devices is None:
+    if -1 in (cfg.data, cfg.fsdp, cfg.tensor):
+      raise ValueError("--mesh with -1 (or no --mesh) needs --topology for the device count")
+    num_devices = cfg.data * cfg.fsdp * cfg.tensor
+  return cfg.resolve(num_devices)
+
+
+def _shard_factor(spec, mesh_shape: Mapping[str, int]) -> int:
+  axes = [a for e in spec for a in (e if isinstance(e, tuple) else (e,)) if a is not None]
+  return math.prod(mesh_shape[a] for a in axes)
+
+
+def device_bytes(shapes, specs, mesh_shape: Mapping[str, int]) -> int:
+  """Sum over leaves of global bytes / (product of mesh axes that shard the leaf)."""
+  leaves = jax.tree.leaves(shapes)
+  spec_leaves = jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+  total = 0
+  for x, spec in zip(leaves, spec_leaves, strict=True):
+    nbytes = math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
+    total += nbytes // _shard_factor(spec, mesh_shape)
+  return total
+
+
+def _activations(cfg: ModelConfig, b: int, t: int, tp: int, remat: str) -> int:
+  a = jnp.dtype(cfg.dtype).itemsize
+  q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+  d, f = cfg.hidden_size, cfg.intermediate_size
+  per_layer = b * t * a * (4 * d + (3 * q + 3 * kv + 4 * f) // tp)
+  per_layer += b * cfg.num_heads * t * t * (4 + a) // tp
+  if remat == "none":
+    return cfg.num_layers * per_layer
+  return cfg.num_layers * b * t * d * a + per_layer
+
+
+def plan(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, seq_len: int,
+         micro_batch: int | None = None, rollout_batch: int | None = None,
+         optimizer: str = "adamw", param_dtype: str | None = None, remat: str = "full",
+         logprob: str = "fused", reference: bool = False,
+         hbm_bytes: int | None = None) -> dict[str, Any]:
+  """Per-device bytes of each memory term (see the module docstring for the formulas)."""
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"optimizer {optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
+  if remat not in REMAT:
+    raise ValueError(f"remat {remat!r}: expected one of {REMAT}")
+  if logprob not in LOGPROB:
+    raise ValueError(f"logprob {logprob!r}: expected one of {LOGPROB}")
+  micro_batch = batch if micro_batch is None else micro_batch
+  rollout_batch = batch if rollout_batch is None else rollout_batch
+  if batch <= 0 or seq_len <= 0 or micro_batch <= 0 or rollout_batch <= 0 or batch % micro_batch:
+    raise ValueError(f"batch={batch}, micro_batch={micro_batch}, rollout_batch={rollout_batch}, "
+                     f"seq_len={seq_len}: need positive sizes and batch % micro_batch == 0")
+  mesh_shape = {a: int(mesh_shape.get(a, 1)) for a in sharding.AXES}
+  cfg = model_cfg.replace(param_dtype=param_dtype) if param_dtype else model_cfg
+
+  params = qwen3.abstract_params(cfg)
+  p_specs = sharding.param_specs(params, mesh_shape)
+  opt = jax.eval_shape(OPTIMIZERS[optimizer]().init, params)
+  o_specs = sharding.opt_state_specs(opt, p_specs, mesh_shape)
+  cache = jax.eval_shape(functools.partial(qwen3.init_cache, cfg, rollout_batch, seq_len))
+  c_specs = sharding.kv_cache_spec(cache, mesh_shape)
+
+  # Rows per device follow the batch rule, including its fallback to replication.
+  micro_spec = sharding.fit_spec(sharding.batch_spec(), (micro_batch, seq_len), mesh_shape,
+                                 "batch")
+  b = micro_batch // _shard_factor(micro_spec, mesh_shape)
+  tp = mesh_shape["tensor"]
+  n_tok = b * seq_len
+  logits_naive = 3 * n_tok * cfg.vocab_size * 4 // tp
+  logits_fused = (3 * min(fused_xla.DEFAULT_BLOCK_N, n_tok) *
+                  min(fused_xla.DEFAULT_BLOCK_V, cfg.vocab_size) * 4 + n_tok * cfg.hidden_size * 4)
+
+  out: dict[str, Any] = dict(
+      num_devices=math.prod(mesh_shape.values()), mesh=mesh_shape, rows_per_device=b,
+      params_total=sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
+                       for x in jax.tree.leaves(params)),
+      params=device_bytes(params, p_specs, mesh_shape),
+      opt_state=device_bytes(opt, o_specs, mesh_shape),
+      activations=_activations(cfg, b, seq_len, tp, remat),
+      logits_naive=logits_naive, logits_fused=logits_fused,
+      kv_cache=device_bytes(cache, c_specs, mesh_shape))
+  out["grads"] = out["params"]
+  out["reference"] = out["params"] if reference else 0
+  logits = logits_fused if logprob == "fused" else logits_naive
+  out["train_temps"] = out["grads"] + out["activations"] + logits
+  out["total"] = (out["params"] + out["reference"] + out["opt_state"] +
+                  max(out["train_temps"], out["kv_cache"]))
+  out["hbm"] = hbm_bytes
+  out["fits"] = None if hbm_bytes is None else out["total"] <= hbm_bytes
+  return out
+
+
+def format_plan(p: Mapping[str, Any], header: str = "") -> str:
+  def row(name, value):
+    gib = "" if value is None else f"{value / GIB:10.3f}"
+    num = "-" if value is None else f"{value:,}"
+    return f"{name:<44}{num:>20}{gib:>12}"
+
+  lines = [header] if header else []
+  lines += [f"{'per device':<44}{'bytes':>20}{'GiB':>12}",
+            row("params (unsharded, whole model)", p["params_total"]),
+            row("params", p["params"]),
+            row("grads", p["grads"]),
+            row("optimizer state", p["opt_state"])]
+  if p["reference"]:
+    lines.append(row("reference params (frozen)", p["reference"]))
+  lines += [row("activations (saved for backward)", p["activations"]),
+            row("logits, naive f32 [B,T,V]", p["logits_naive"]),
+            row("logits, fused log-prob kernel", p["logits_fused"]),
+            row("kv cache (rollout)", p["kv_cache"]),
+            row("total = state + max(train temps, kv cache)", p["total"])]
+  if p["hbm"] is not None:
+    lines += [row("device HBM", p["hbm"]), row("headroom", p["hbm"] - p["total"]),
+              "fits" if p["fits"] else "DOES NOT FIT"]
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m rl_jax.plan", description=__doc__.split("\n")[0])
+  parser.add_argument("--model", required=True, choices=sorted(MODEL_CONFIGS))
+  parser.add_argument("--topology", help="v4-N | v5p-N | v5e-N | v6e-N | NxH100 | NxH200 | NxA100")
+  parser.add_argument("--mesh", help="'DxFxT', 'FxT' or 'F' (-1 fills); default: all fsdp")
+  parser.add_argument("--batch", type=int, default=32, help="training rows per step (global)")
+  parser.add_argument("--micro-batch", type=int, help="rows per micro-batch (default: --batch)")
+  parser.add_argument("--rollout-batch", type=int, help="rows per rollout (default: --batch)")
+  parser.add_argument("--seq-len", type=int, default=1024, help="prompt + response slots")
+  parser.add_argument("--optimizer", default="adamw", choices=sorted(OPTIMIZERS))
+  parser.add_argument("--param-dtype", choices=("float32", "bfloat16"))
+  parser.add_argument("--remat", default="full", choices=REMAT)
+  parser.add_argument("--logprob", default="fused", choices=LOGPROB)
+  parser.add_argument("--reference", action="store_true", help="count a frozen KL reference copy")
+  args = parser.parse_args(argv)
+  try:
+    devices, hbm = parse_topology(args.topology) if args.topology else (None, None)
+    mesh_shape = resolve_mesh(args.mesh, devices)
+    cfg = get_model_config(args.model)
+    p = plan(cfg, mesh_shape, batch=args.batch, seq_len=args.seq_len,
+             micro_batch=args.micro_batch, rollout_batch=args.rollout_batch,
+             optimizer=args.optimizer, param_dtype=args.param_dtype, remat=args.remat,
+             logprob=args.logprob, reference=args.reference, hbm_bytes=hbm)
+  except ValueError as e:
+    parser.error(str(e))
+  dtype = args.param_dtype or cfg.param_dtype
+  header = (f"model={args.model} ({cfg.num_params():,} params, {dtype})  "
+            f"mesh={p['mesh']} ({p['num_devices']} devices"
+            f"{', ' + args.topology if args.topology else ''})\n"
+            f"batch={args.batch} micro_batch={args.micro_batch or args.batch} "
+            f"rows/device={p['rows_per_device']} seq_len={args.seq_len} "
+            f"optimizer={args.optimizer} remat={args.remat} logprob={args.logprob}")
+  print(format_plan(p, header))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,53 @@
+"""Supervised warm start: teacher-forced negative log-likelihood on completion tokens.
+
+    loss = - sum_{t: loss_mask=1} log pi(y_t | y_<t)  /  sum loss_mask       (token mean)
+
+Returned as (sum, denominator) like every loss, so it reuses the exact gradient accumulation of
+`rl_jax.update.accumulate_gradients`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from rl_jax import logprobs as logprobs_lib
+from rl_jax import optim
+from rl_jax.models.config import ModelConfig
+from rl_jax.types import TrainState
+from rl_jax.update import accumulate_gradients, apply_gradients
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTCfg:
+  """model: shapes; optim: optimizer; num_microbatches: gradient accumulation;
+  logprob_impl: as in `UpdateCfg`."""
+  model: ModelConfig
+  optim: optim.OptimCfg
+  num_microbatches: int = 1
+  logprob_impl: str = "naive"
+
+
+def nll_loss(params, tokens_BxL, valid_BxL, loss_mask_BxL, *, cfg: SFTCfg):
+  """(sum of masked token NLL, number of masked tokens)."""
+  logp_BxL = logprobs_lib.token_logprobs(params, tokens_BxL, valid_BxL, cfg=cfg.model,
+                                         implementation=cfg.logprob_impl)
+  mask = loss_mask_BxL.astype(jnp.float32)
+  return -jnp.sum(logp_BxL * mask), jnp.sum(mask)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("state",))
+def sft_step(state: TrainState, tokens_BxL, valid_BxL, loss_mask_BxL, learning_rate, *,
+             cfg: SFTCfg):
+  """One optimizer step of supervised fine-tuning; returns (state, metrics)."""
+  def loss_fn(params, mb):
+    loss_sum, denom = nll_loss(params, *mb, cfg=cfg)
+    return loss_sum, (denom, {})
+  grads, loss, _, _ = accumulate_gradients(loss_fn, state.params,
+                                           (tokens_BxL, valid_BxL, loss_mask_BxL),
+                                           cfg.num_microbatches, "sft_step")
+  state, metrics = apply_gradients(state, grads, learning_rate, cfg.optim)
+  metrics["sft/nll"] = loss
+  return state, metrics

@@ -1,0 +1,86 @@
+"""Tasks for the trainer: prompts, worked solutions for SFT, and a host-side reward.
+
+A task turns problems into text (prompt, reference completion) and scores a sampled completion.
+Registry: "arithmetic" (the quickstart's synthetic addition task) and "gsm8k" (bundled GSM8K).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from rl_jax.data import gsm8k
+from rl_jax.envs.arithmetic import ArithmeticTask
+from rl_jax.rewards import math_answer
+from rl_jax.tokenizers import chat_template
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+  """train / eval problems and how to render and score them.
+
+  prompt_fn(problem) -> prompt text; completion_fn(problem) -> worked solution (SFT target);
+  reward_fn(problem, completion_text) -> float (never raises on model text);
+  rl_sampler(n, rng) -> n problems for RL prompts (RL needs no solutions, so a generator task
+  can draw fresh problems; never from the eval set).
+  """
+  name: str
+  train: Sequence[Any]
+  eval: Sequence[Any]
+  prompt_fn: Callable[[Any], str]
+  completion_fn: Callable[[Any], str]
+  reward_fn: Callable[[Any, str], float]
+  rl_sampler: Callable[[int, np.random.Generator], list] | None = None
+
+  def sample_rl(self, n: int, rng: np.random.Generator) -> list:
+    if self.rl_sampler is not None:
+      return self.rl_sampler(n, rng)
+    return [self.train[i] for i in rng.integers(0, len(self.train), size=n)]
+
+  def rewards(self, problems: Sequence[Any], completions: Sequence[str]) -> np.ndarray:
+    """float32 [B]; a non-finite reward is a bug in the reward function and stops the run."""
+    out = np.asarray([self.reward_fn(p, c) for p, c in zip(problems, completions)], np.float32)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+      raise ValueError(f"task {self.name!r}: reward of sample {int(bad[0])} is {out[bad[0]]}")
+    return out
+
+
+def arithmetic_task(*, num_operands: int = 3, num_digits: int = 2, train_size: int = 350,
+                    eval_size: int = 200, seed: int = 0, **_) -> TaskData:
+  task = ArithmeticTask(num_operands=num_operands, num_digits=num_digits)
+  train, held_out = task.split(train_size, eval_size, seed)
+  held_out_operands = {p.operands for p in held_out}
+
+  def fresh(n, rng):
+    out = []
+    while len(out) < n:
+      out += [p for p in task.sample(n, rng) if p.operands not in held_out_operands]
+    return out[:n]
+
+  return TaskData("arithmetic", train, held_out, prompt_fn=lambda p: p.prompt,
+                  completion_fn=lambda p: p.completion, reward_fn=task.reward, rl_sampler=fresh)
+
+
+def gsm8k_task(*, train_size: int = 0, eval_size: int = 0, seed: int = 0, **_) -> TaskData:
+  """GSM8K in the chat format; sizes 0 mean the whole split."""
+  train, test = gsm8k.load_gsm8k("train"), gsm8k.load_gsm8k("test")
+  rng = np.random.default_rng(seed)
+  if train_size:
+    train = [train[i] for i in rng.permutation(len(train))[:train_size]]
+  if eval_size:
+    test = test[:eval_size]
+  prompt = lambda p: chat_template([{"role": "user", "content": p.question}])
+  completion = lambda p: f"{p.solution}\n#### {p.answer}"
+  return TaskData("gsm8k", train, test, prompt_fn=prompt, completion_fn=completion,
+                  reward_fn=lambda p, text: math_answer.math_reward(text, p.answer))
+
+
+TASKS = {"arithmetic": arithmetic_task, "gsm8k": gsm8k_task}
+
+
+def make_task(name: str, **kwargs) -> TaskData:
+  if name not in TASKS:
+    raise ValueError(f"unknown task {name!r}; valid: {sorted(TASKS)}")
+  return TASKS[name](**kwargs)

@@ -1,0 +1,179 @@
+"""The jitted update program: one optimizer step over one mini-batch, exact under accumulation.
+
+    state, metrics = update_step(state, batch, knobs, *, cfg)
+
+The mini-batch is split into `cfg.num_microbatches` micro-batches and scanned. Every loss returns
+`(loss_sum, denominator)` per micro-batch (DESIGN.md §3.4); the step adds both over micro-batches
+and divides once, so the gradient of any aggregation mode is the same for 1 or M micro-batches
+(tests/update_test.py checks this for every mode). Metrics come back as sums and counts too.
+
+Several PPO epochs / mini-batches per rollout batch are a host loop (`train_on_rollout`) around
+this one compiled step; the old log-probs come from the sampler, so epoch 1 starts at ratio 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rl_jax import logprobs as logprobs_lib
+from rl_jax import optim
+from rl_jax.algorithms import losses
+from rl_jax.algorithms.advantages import check_group_shape
+from rl_jax.models.config import ModelConfig
+from rl_jax.types import Batch, TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateCfg:
+  """Static settings of the update program.
+
+  model: model shapes.
+  loss: the policy-loss configuration (level, aggregation, KL estimator).
+  optim: optimizer settings (schedule shape is static; the peak lr is a traced knob).
+  num_microbatches: micro-batches per optimizer step (gradient accumulation).
+  logprob_impl: "naive" | "xla" | "pallas" | "auto": how log-probs are computed (fused kernels
+    avoid the f32 [B, T, V] logits).
+  """
+  model: ModelConfig
+  loss: losses.LossCfg
+  optim: optim.OptimCfg
+  num_microbatches: int = 1
+  logprob_impl: str = "naive"
+
+  def __post_init__(self):
+    if self.num_microbatches < 1:
+      raise ValueError(f"UpdateCfg.num_microbatches must be >= 1, got {self.num_microbatches}")
+    if self.logprob_impl not in logprobs_lib.IMPLEMENTATIONS:
+      raise ValueError(f"UpdateCfg.logprob_impl must be one of {logprobs_lib.IMPLEMENTATIONS}, "
+                       f"got {self.logprob_impl!r}")
+
+
+@struct.dataclass
+class UpdateKnobs:
+  """Traced knobs of the update: changing them never recompiles."""
+  loss: losses.LossKnobs
+  learning_rate: jax.Array
+
+  @classmethod
+  def create(cls, loss_knobs: losses.LossKnobs, learning_rate: float) -> "UpdateKnobs":
+    return cls(loss_knobs, jnp.float32(learning_rate))
+
+
+def init_train_state(params, cfg: UpdateCfg) -> TrainState:
+  return TrainState(step=jnp.int32(0), params=params,
+                    opt_state=optim.make_optimizer(cfg.optim).init(params))
+
+
+def split_microbatches(tree, num_microbatches: int, where: str):
+  """[B, ...] leaves -> [M, B/M, ...], with a clear error when B % M != 0."""
+  def split(x):
+    if x is None:
+      return None
+    if x.shape[0] % num_microbatches:
+      raise ValueError(f"batch of {x.shape[0]} rows is not divisible into {num_microbatches} "
+                       f"micro-batches (in {where})")
+    return x.reshape((num_microbatches, x.shape[0] // num_microbatches) + x.shape[1:])
+  return jax.tree.map(split, tree)
+
+
+def accumulate_gradients(loss_fn: Callable, params, batch, num_microbatches: int, where: str):
+  """Scans `loss_fn(params, micro_batch) -> (loss_sum, (denom, stats))` over micro-batches.
+
+  Returns:
+    grads (of sum(loss_sum) / sum(denom)), loss (same ratio), denom total, stats sums where
+    `stats` is a dict name -> (numerator, denominator).
+  """
+  micro = split_microbatches(batch, num_microbatches, where)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def body(carry, mb):
+    (loss_sum, (denom, stats)), grads = grad_fn(params, mb)
+    acc_grads, acc_loss, acc_denom, acc_stats = carry
+    acc_stats = jax.tree.map(jnp.add, acc_stats, stats)
+    return (jax.tree.map(jnp.add, acc_grads, grads), acc_loss + loss_sum, acc_denom + denom,
+            acc_stats), None
+
+  first = jax.tree.map(lambda x: x[0], micro)
+  stats_shape = jax.eval_shape(lambda p, b: loss_fn(p, b)[1][1], params, first)
+  zeros = lambda t: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), t)
+  init = (jax.tree.map(jnp.zeros_like, params), jnp.float32(0.0), jnp.float32(0.0),
+          zeros(stats_shape))
+  (grads, loss_sum, denom, stats), _ = jax.lax.scan(body, init, micro)
+  safe_denom = jnp.maximum(denom, 1e-8)
+  grads = jax.tree.map(lambda g: g / safe_denom, grads)
+  return grads, loss_sum / safe_denom, denom, stats
+
+
+def apply_gradients(state: TrainState, grads, learning_rate: jax.Array, optim_cfg: optim.OptimCfg):
+  """One optimizer step with lr = learning_rate * schedule(step); returns (state, metrics)."""
+  tx = optim.make_optimizer(optim_cfg)
+  lr = learning_rate * optim.lr_multiplier(state.step, optim_cfg)
+  opt_state = optim.set_learning_rate(state.opt_state, lr)
+  updates, opt_state = tx.update(grads, opt_state, state.params)
+  params = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), state.params, updates)
+  metrics = {"grad/norm": optim_global_norm(grads), "optim/lr": lr}
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def optim_global_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def _policy_loss_fn(params, mb: Batch, knobs: UpdateKnobs, cfg: UpdateCfg):
+  logp_BxL, entropy_BxL = logprobs_lib.token_logprobs(
+      params, mb.tokens_BxL, mb.valid_BxL, cfg=cfg.model, implementation=cfg.logprob_impl,
+      return_entropy=True)
+  adv = mb.advantages_BxL if mb.advantages_BxL is not None else mb.advantages_B
+  ref = mb.ref_logp_BxL if cfg.loss.use_kl_loss else None
+  loss_sum, denom, stats = losses.policy_loss(logp_BxL, mb.old_logp_BxL, adv, mb.loss_mask_BxL,
+                                              knobs.loss, cfg=cfg.loss, ref_logp_BxT=ref)
+  mask = mb.loss_mask_BxL.astype(jnp.float32)
+  stats = dict(stats)
+  stats["entropy"] = (jnp.sum(jax.lax.stop_gradient(entropy_BxL) * mask), jnp.sum(mask))
+  return loss_sum, (denom, stats)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("state",))
+def update_step(state: TrainState, batch: Batch, knobs: UpdateKnobs, *, cfg: UpdateCfg):
+  """One policy-gradient optimizer step on `batch`; `state` is donated."""
+  loss_fn = functools.partial(_policy_loss_fn, knobs=knobs, cfg=cfg)
+  grads, loss, _, stats = accumulate_gradients(loss_fn, state.params, batch,
+                                               cfg.num_microbatches, "update_step")
+  state, metrics = apply_gradients(state, grads, knobs.learning_rate, cfg.optim)
+  metrics["loss/total"] = loss
+  for name, (num, den) in stats.items():
+    metrics[name] = num / jnp.maximum(den, 1e-8)
+  return state, metrics
+
+
+def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: jax.Array, *,
+                     cfg: UpdateCfg, num_epochs: int = 1, num_minibatches: int = 1,
+                     group_size: int = 1):
+  """PPO-style inner loop: `num_epochs` passes, each over `num_minibatches` shuffled mini-batches.
+
+  Whole groups stay together in a mini-batch (shuffling permutes groups, not rows), so
+  group-level quantities stay meaningful. Returns (state, metrics of the last step averaged over
+  all steps).
+  """
+  num_rows = batch.tokens_BxL.shape[0]
+  check_group_shape(num_rows, group_size, "train_on_rollout")
+  num_groups = num_rows // group_size
+  if num_groups % num_minibatches:
+    raise ValueError(f"{num_groups} groups cannot be split into {num_minibatches} mini-batches "
+                     "(train_on_rollout): make prompts_per_step divisible by num_minibatches")
+  all_metrics = []
+  for epoch in range(num_epochs):
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), num_groups))
+    rows = (perm[:, None] * group_size + np.arange(group_size)[None]).reshape(-1)
+    for chunk in np.split(rows, num_minibatches):
+      mini = jax.tree.map(lambda x: None if x is None else x[chunk], batch)
+      state, metrics = update_step(state, mini, knobs, cfg=cfg)
+      all_metrics.append(metrics)
+  mean = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *all_metrics)
+  return state, mean

@@ -1,0 +1,159 @@
+"""Tests of the confidence gates, gated reward and gated advantages against plain numpy."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rl_jax.algorithms import gated_gspo as gg
+
+G = 4
+
+
+def _inputs(seed=0, num_groups=5):
+  rng = np.random.default_rng(seed)
+  b = num_groups * G
+  translated = (rng.random(b) < 0.5).astype(np.float32)
+  translated[0:G] = 1.0        # group 0: every rollout translated (n_native = 0)
+  translated[G:2 * G] = 0.0    # group 1: none translated
+  translated[2 * G:3 * G] = [1, 1, 1, 0]  # group 2: exactly one native rollout
+  correct = (rng.random(b) < 0.6).astype(np.float32)
+  return dict(
+      correct=correct, translated=translated,
+      reward=correct.copy(), cost=np.where(translated > 0, rng.uniform(0.5, 1.5, b), 0.0),
+      verbal=rng.uniform(0, 1, b).astype(np.float32),
+      logp=np.log(rng.uniform(0.05, 1.0, b)).astype(np.float32))
+
+
+def _np_gate(x, gate, mode, m_min, tau, kappa):
+  """Per-group reference with explicit loops."""
+  out = []
+  for q in range(len(x["correct"]) // G):
+    rows = range(q * G, (q + 1) * G)
+    native = [i for i in rows if x["translated"][i] == 0]
+    if gate == "none":
+      out.append(1.0)
+      continue
+    if gate == "native_success":
+      conf = sum(x["correct"][i] for i in native) / max(1, len(native))
+    elif gate == "verbal_conf":
+      conf = sum(x["verbal"][i] for i in rows) / G
+    else:
+      conf = math.exp(sum(x["logp"][i] for i in rows) / G)
+    enough = 1.0 if len(native) >= m_min else 0.0
+    if mode == "hard":
+      out.append(enough * (1.0 if conf >= tau else 0.0))
+    else:
+      out.append(enough / (1.0 + math.exp(-kappa * (conf - tau))))
+  return np.asarray(out)
+
+
+@pytest.mark.parametrize("gate", gg.GATES)
+@pytest.mark.parametrize("mode", gg.MODES)
+@pytest.mark.parametrize("m_min", [0, 1, 2])
+def test_gate_matches_numpy(gate, mode, m_min):
+  x = _inputs(seed=m_min)
+  cfg = gg.GateCfg(gate=gate, mode=mode, m_min=m_min, group_size=G)
+  for tau, kappa in ((0.5, 10.0), (0.3, 3.0)):
+    g = gg.compute_gate(x["correct"], x["translated"], gg.GateKnobs.create(tau=tau, kappa=kappa),
+                        cfg=cfg, verbal_conf_B=x["verbal"], first_token_logp_B=x["logp"])
+    np.testing.assert_allclose(np.asarray(g), _np_gate(x, gate, mode, m_min, tau, kappa),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_native_stats_and_all_translated_group():
+  # Group 0: all translated; group 1: natives 2 of which 1 correct; group 2: natives all correct.
+  correct = np.array([1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0], np.float32)
+  translated = np.array([1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1], np.float32)
+  p, n = gg.native_stats(correct, translated, group_size=4)
+  np.testing.assert_allclose(np.asarray(p), [0.0, 0.5, 2 / 3], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(n), [0, 2, 3])
+  knobs = gg.GateKnobs.create(lam=0.5, tau=0.5, kappa=4.0)
+  hard = gg.compute_gate(correct, translated, knobs, cfg=gg.GateCfg(group_size=4))
+  np.testing.assert_allclose(np.asarray(hard), [0.0, 1.0, 1.0])
+  # Soft gate with m_min = 0: the all-translated group has p = 0 -> sigmoid(4 * (0 - 0.5)).
+  soft = gg.compute_gate(correct, translated, knobs,
+                         cfg=gg.GateCfg(group_size=4, mode="soft", m_min=0))
+  np.testing.assert_allclose(np.asarray(soft)[0], 1 / (1 + math.exp(2.0)), rtol=1e-6)
+  # Translating is free where the gate is closed: R = r in group 0, r - lam c elsewhere.
+  cost = translated * 1.0
+  r = gg.gated_reward(correct, cost, hard, knobs.lam)
+  np.testing.assert_allclose(np.asarray(r), correct - 0.5 * cost * np.repeat([0, 1, 1], 4))
+
+
+def test_gated_reward_and_advantages_match_numpy():
+  x = _inputs(seed=7)
+  lam = 0.3
+  g = np.array([0.0, 1.0, 0.25, 0.8, 1.0], np.float32)
+  r = np.asarray(gg.gated_reward(x["reward"], x["cost"], g, lam))
+  ref_r = np.array([x["reward"][i] - lam * x["cost"][i] * g[i // G] for i in range(len(g) * G)])
+  np.testing.assert_allclose(r, ref_r, rtol=1e-6, atol=1e-6)
+  for normalize in ("std", "none"):
+    cfg = gg.GateCfg(group_size=G, normalize=normalize)
+    a = np.asarray(gg.gated_advantages(r, cfg=cfg))
+    ref = []
+    for q in range(len(g)):
+      grp = ref_r[q * G:(q + 1) * G]
+      centred = grp - grp.mean()
+      ref.extend(centred / (grp.std(ddof=1) + 1e-6) if normalize == "std" else centred)
+    np.testing.assert_allclose(a, np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
+def test_end_to_end_jit_one_compile_for_a_knob_sweep():
+  x = _inputs(seed=3)
+  cfg = gg.GateCfg(gate="native_success", mode="soft", m_min=1, group_size=G)
+  traces = []
+
+  def fn(knobs, reward, cost, correct, translated):
+    traces.append(1)  # runs only while tracing
+    return gg.gated_gspo_advantages(reward, cost, correct, translated, knobs, cfg=cfg)
+
+  jitted = jax.jit(fn)
+  args = (x["reward"], x["cost"], x["correct"], x["translated"])
+  for lam, tau, kappa in ((0.0, 0.5, 10.0), (0.2, 0.3, 5.0), (1.0, 0.9, 20.0)):
+    adv, metrics = jitted(gg.GateKnobs.create(lam=lam, tau=tau, kappa=kappa), *args)
+    g = _np_gate(x, "native_success", "soft", 1, tau, kappa)
+    big_r = x["reward"] - lam * x["cost"] * np.repeat(g, G)
+    ref = []
+    for q in range(len(g)):
+      grp = big_r[q * G:(q + 1) * G]
+      ref.extend((grp - grp.mean()) / (grp.std(ddof=1) + 1e-6))
+    np.testing.assert_allclose(np.asarray(adv), ref, rtol=1e-4, atol=1e-4)
+    assert float(metrics["gate/mean"]) == pytest.approx(g.mean(), rel=1e-5)
+    assert float(metrics["reward/gated_mean"]) == pytest.approx(big_r.mean(), rel=1e-5, abs=1e-6)
+    assert float(metrics["tool/translate_rate"]) == pytest.approx(x["translated"].mean())
+  assert len(traces) == 1
+
+
+def test_gate_none_is_the_ungated_penalty():
+  x = _inputs(seed=5)
+  cfg = gg.GateCfg(gate="none", group_size=G, normalize="none")
+  adv, _ = gg.gated_gspo_advantages(x["reward"], x["cost"], x["correct"], x["translated"],
+                                    gg.GateKnobs.create(lam=0.4), cfg=cfg)
+  big_r = x["reward"] - 0.4 * x["cost"]
+  ref = (big_r.reshape(-1, G) - big_r.reshape(-1, G).mean(axis=1, keepdims=True)).reshape(-1)
+  np.testing.assert_allclose(np.asarray(adv), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_errors():
+  with pytest.raises(ValueError, match="native_success, verbal_conf, logprob_conf"):
+    gg.GateCfg(gate="entropy")
+  with pytest.raises(ValueError, match="mode"):
+    gg.GateCfg(mode="medium")
+  with pytest.raises(ValueError, match="m_min"):
+    gg.GateCfg(m_min=-1)
+  x = _inputs()
+  knobs = gg.GateKnobs.create()
+  with pytest.raises(ValueError, match="verbal_conf_B"):
+    gg.compute_gate(x["correct"], x["translated"], knobs, cfg=gg.GateCfg(gate="verbal_conf",
+                                                                         group_size=G))
+  with pytest.raises(ValueError, match="first_token_logp_B"):
+    gg.compute_gate(x["correct"], x["translated"], knobs, cfg=gg.GateCfg(gate="logprob_conf",
+                                                                         group_size=G))
+  with pytest.raises(ValueError, match="not divisible by group_size 3"):
+    gg.native_stats(x["correct"], x["translated"], group_size=3)
+  with pytest.raises(ValueError, match="translated_B has 3 rows"):
+    gg.native_stats(x["correct"], x["translated"][:3], group_size=G)
+  with pytest.raises(ValueError, match="g_Q"):
+    gg.gated_reward(x["reward"], x["cost"], jnp.ones(3), 0.1)

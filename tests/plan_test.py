@@ -1,0 +1,95 @@
+"""Memory planner: exact byte counts against hand computations from the published shapes."""
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from rl_jax import plan as planner
+from rl_jax.models import qwen3
+from rl_jax.models.config import get_model_config
+
+# Qwen3-4B (HF config.json): V=151936, D=2560, L=36, H=32, K=8, Hd=128, F=9728, tied.
+V, D, L, H, K, HD, F = 151_936, 2560, 36, 32, 8, 128, 9728
+
+
+def _plan(mesh, **kw):
+  kw = dict(dict(batch=16, seq_len=256), **kw)
+  return planner.plan(get_model_config("qwen3_4b"), mesh, **kw)
+
+
+def test_unsharded_param_bytes_equal_num_params_in_bf16():
+  cfg = get_model_config("qwen3_4b")
+  p = _plan(dict(data=1, fsdp=4, tensor=4))
+  assert p["params_total"] == cfg.num_params() * 2
+  assert cfg.num_params() == 4_022_468_096  # the published "4.0B" incl. embeddings
+
+
+def test_per_device_param_bytes_on_16_devices_by_hand():
+  p = _plan(dict(data=1, fsdp=4, tensor=4))
+  kernels = V * D + L * (D * H * HD + 2 * D * K * HD + H * HD * D + 3 * D * F)
+  norms = L * (2 * D + 2 * HD) + D
+  # Every kernel dim divides 4 (2560, 4096, 1024, 9728, 151936), so kernels split 16 ways.
+  assert p["params"] == 2 * kernels // 16 + 2 * norms
+  assert p["grads"] == p["params"]
+  assert p["opt_state"] == 2 * p["params"] + 4  # AdamW mu + nu (bf16) + int32 count
+
+
+def test_device_bytes_of_single_leaves():
+  shapes = qwen3.abstract_params(get_model_config("qwen3_4b"))
+  mesh = dict(data=1, fsdp=4, tensor=4)
+  emb = shapes["embed"]["embedding"]
+  assert planner.device_bytes(emb, P("tensor", "fsdp"), mesh) == V * D * 2 // 16  # 48,619,520
+  assert planner.device_bytes(emb, P("tensor", "fsdp"), mesh) == 48_619_520
+  q = shapes["layers"]["attn"]["q_proj"]["kernel"]
+  assert planner.device_bytes(q, P(None, "fsdp", "tensor"), mesh) == 36 * 640 * 1024 * 2
+  qn = shapes["layers"]["attn"]["q_norm"]["scale"]
+  assert planner.device_bytes(qn, P(), mesh) == L * HD * 2
+
+
+def test_fallback_counts_replicated_bytes():
+  # fsdp=3 divides no Qwen3-4B width: everything is replicated except tensor-split dims.
+  p = _plan(dict(data=1, fsdp=3, tensor=1))
+  assert p["params"] == p["params_total"]
+
+
+def test_kv_cache_and_logits_terms():
+  p = _plan(dict(data=2, fsdp=2, tensor=4), batch=16, seq_len=256, rollout_batch=32)
+  # 2 (k and v) * L * B * S * K * Hd * 2 bytes; batch over 4 devices, 8 kv heads over tensor=4.
+  assert p["kv_cache"] == 2 * L * 32 * 256 * K * HD * 2 // 16
+  assert p["rows_per_device"] == 4
+  assert p["logits_naive"] == 3 * 4 * 256 * V * 4 // 4
+  on_16 = _plan(dict(data=1, fsdp=1, tensor=16), rollout_batch=32)
+  assert on_16["kv_cache"] == 2 * L * 32 * 256 * K * HD * 2  # 8 kv heads % 16: replicated
+
+
+def test_remat_and_totals():
+  full = _plan(dict(data=1, fsdp=16, tensor=1), remat="full")
+  none = _plan(dict(data=1, fsdp=16, tensor=1), remat="none")
+  assert none["activations"] > 10 * full["activations"]
+  # rows/device = 1: full remat saves L block inputs (t*D bf16) plus one block's working set.
+  assert full["activations"] - L * 256 * D * 2 == none["activations"] // L
+  assert full["total"] == full["params"] + full["opt_state"] + max(
+      full["grads"] + full["activations"] + full["logits_fused"], full["kv_cache"])
+  ref = _plan(dict(data=1, fsdp=16, tensor=1), reference=True)
+  assert ref["total"] == full["total"] + full["params"]
+
+
+def test_topologies():
+  assert planner.parse_topology("v5e-16") == (16, 16 * 2 ** 30)
+  assert planner.parse_topology("v5p-64") == (32, 95 * 2 ** 30)
+  assert planner.parse_topology("v4-8")[0] == 4
+  assert planner.parse_topology("8xH100") == (8, 80 * 2 ** 30)
+  with pytest.raises(ValueError, match="unknown topology"):
+    planner.parse_topology("v9-3")
+  assert planner.resolve_mesh("4x4", 16) == dict(data=1, fsdp=4, tensor=4)
+  assert planner.resolve_mesh(None, 32) == dict(data=1, fsdp=32, tensor=1)
+  with pytest.raises(ValueError, match="product 9 != 16"):
+    planner.resolve_mesh("3x3", 16)
+
+
+def test_cli_prints_table(capsys):
+  assert planner.main(["--model", "qwen3_4b", "--topology", "v5e-16", "--mesh", "4x4",
+                       "--batch", "16", "--seq-len", "256"]) == 0
+  out = capsys.readouterr().out
+  assert "503,176,192" in out  # params per device, = the hand computation above
+  assert "device HBM" in out and "fits" in out
+  with pytest.raises(SystemExit):
+    planner.main(["--model", "qwen3_4b", "--topology", "tpu-16"])
