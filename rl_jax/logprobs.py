@@ -63,9 +63,10 @@ def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: 
                                        jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32)
   else:
     from rl_jax.kernels.fused_logprob import api as fused  # pylint: disable=g-import-not-at-top
-    out = fused.fused_logprob(h_NxD, w_DxV, y_N, target_valid_N, temperature=temperature,
-                              implementation=implementation, return_entropy=True)
-    logp_N, entropy_N = out
+    compute_dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
+    logp_N, entropy_N = fused.fused_logprob(
+        h_NxD.astype(compute_dtype), w_DxV.astype(compute_dtype), y_N, target_valid_N,
+        temperature=temperature, implementation=implementation, return_entropy=True)
   logp_N = jnp.where(target_valid_N, logp_N, 0.0)
   zero_col = jnp.zeros((b, 1), jnp.float32)
   logp_BxL = jnp.concatenate([zero_col, logp_N.reshape(b, l - 1)], axis=1)

@@ -20,12 +20,14 @@ class NonFiniteMetricError(FloatingPointError):
 
 
 def check_finite(metrics: Mapping[str, Any], step: int) -> None:
-  for name, value in metrics.items():
-    v = float(value)
-    if not math.isfinite(v):
-      raise NonFiniteMetricError(
-          f"metric {name!r} is {v} at step {step}; stopping (lower the learning rate, check the "
-          "reward function, or inspect the last checkpoint)")
+  """Raises naming every non-finite metric of `step` (loss metrics first: the usual root)."""
+  bad = sorted(((name, float(v)) for name, v in metrics.items() if not math.isfinite(float(v))),
+               key=lambda nv: (not nv[0].startswith("loss/"), nv[0]))
+  if bad:
+    listing = ", ".join(f"{name!r} is {v}" for name, v in bad)
+    raise NonFiniteMetricError(
+        f"metric {listing} at step {step}; stopping (lower the learning rate, check the reward "
+        "function, or inspect the last checkpoint)")
 
 
 def to_host(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -51,22 +53,35 @@ class LateFetcher:
 class MetricWriter:
   """Appends `{"step": s, **metrics}` lines to workdir/metrics.jsonl and TensorBoard events.
 
-  Only the chief process writes (pass `enabled=False` elsewhere).
+  Only the chief process writes (pass `enabled=False` elsewhere). `num_records` counts the
+  records the file holds (kept + written); a checkpoint stores it so that a resumed run passes
+  it back as `keep_records`, which first cuts the file to that many records: the steps the
+  resumed run replays are then not recorded twice. `keep_records=0` starts the file over.
   """
 
-  def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
+  def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True,
+               keep_records: int | None = None):
     self.enabled = enabled
     self._jsonl = None
     self._tb = None
+    # Processes that do not write still count, so every process holds the same number.
+    self.num_records = keep_records or 0
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    path = os.path.join(workdir, "metrics.jsonl")
+    if keep_records is not None:
+      _keep_first_records(path, keep_records)
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        self.num_records = sum(1 for _ in f)
+    self._jsonl = open(path, "a", encoding="utf-8")
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    self.num_records += 1
     if not self.enabled:
       return
     record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
@@ -81,6 +96,19 @@ class MetricWriter:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def _keep_first_records(path: str, num_records: int) -> None:
+  """Cuts a metrics.jsonl to its first `num_records` complete lines (atomic replace)."""
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    # A line without its newline is a record cut short by a killed process: dropped.
+    lines = [line for line in f if line.endswith("\n")][:num_records]
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.writelines(lines)
+  os.replace(tmp, path)
 
 
 def read_metrics(path: str) -> list[dict[str, float]]:

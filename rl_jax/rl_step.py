@@ -5,6 +5,11 @@
 The two compiled programs (`generate`, `update_step`) run on device; everything between them
 (detokenising, rewards, DAPO filtering, advantages) is host Python on small arrays. Rewards and
 advantages are computed here, outside the differentiated function: the loss only sees advantages.
+
+With `ctx.mesh` set, prompt and rollout rows are placed with their rows split over ("data",
+"fsdp") (`sharding.shard_batch`) and the rollout is read back whole (`sharding.to_host`). On
+several processes this is an SPMD host loop: every process draws the same prompts from the same
+seed, computes the same rewards, and calls the same programs in the same order.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import numpy as np
 
 from rl_jax import logprobs as logprobs_lib
 from rl_jax import metrics as metrics_lib
+from rl_jax import sharding
 from rl_jax.algorithms import advantages, dapo
 from rl_jax.data.encoding import decode_responses, encode_prompts
 from rl_jax.models.config import ModelConfig
@@ -47,15 +53,18 @@ class RLContext:
   max_draws: int = 4
   overlong_max_len: int = 0
   overlong_cache_len: int = 0
+  # Device mesh the rollout and update inputs are placed on (None: the default device).
+  mesh: Any = None
 
 
 def sample_and_score(params, problems: Sequence[Any], key: jax.Array, ctx: RLContext):
   """Generates G responses per problem and scores them: (rewards [B*G], host payload dict)."""
   prompts = [ctx.task.prompt_fn(p) for p in problems]
   tokens, valid = encode_prompts(ctx.tokenizer, prompts, ctx.prompt_len)
-  rollout = generate(params, jnp.asarray(tokens), jnp.asarray(valid), key, ctx.sample_knobs,
-                     model_cfg=ctx.model_cfg, cfg=ctx.gen_cfg)
-  rollout = jax.device_get(rollout)
+  placed = sharding.shard_batch({"prompt_tokens": tokens, "prompt_valid": valid}, ctx.mesh)
+  rollout = generate(params, placed["prompt_tokens"], placed["prompt_valid"], key,
+                     ctx.sample_knobs, model_cfg=ctx.model_cfg, cfg=ctx.gen_cfg)
+  rollout = sharding.to_host(rollout)
   texts = decode_responses(ctx.tokenizer, rollout.tokens_BxL, rollout.loss_mask_BxL,
                            ctx.prompt_len, ctx.gen_cfg.stop_ids)
   g = ctx.gen_cfg.group_size
@@ -96,25 +105,29 @@ def rl_iteration(state: TrainState, ref_params, problems_fn, key: jax.Array, ctx
     info = {"num_draws": 1}
   t_rollout = time.perf_counter() - t0
 
-  adv_B = advantages.group_advantages(jnp.asarray(rewards), group_size=g,
-                                      normalize=ctx.adv_normalize)
-  tokens = jnp.asarray(payload["tokens"])
-  valid = jnp.asarray(payload["valid"])
+  adv_B = np.asarray(advantages.group_advantages(jnp.asarray(rewards), group_size=g,
+                                                 normalize=ctx.adv_normalize))
+  rows = sharding.shard_batch(
+      {"tokens": payload["tokens"], "valid": payload["valid"], "loss_mask": payload["loss_mask"],
+       "old_logp": payload["old_logp"], "advantages": adv_B}, ctx.mesh)
   if ctx.update_cfg.loss.use_kl_loss:
-    ref_logp = _ref_logprobs(ref_params, tokens, valid, cfg=ctx.model_cfg,
+    ref_logp = _ref_logprobs(ref_params, rows["tokens"], rows["valid"], cfg=ctx.model_cfg,
                              implementation=ctx.update_cfg.logprob_impl)
   else:
-    ref_logp = jnp.zeros(tokens.shape, jnp.float32)
-  batch = Batch(tokens_BxL=tokens, valid_BxL=valid,
-                loss_mask_BxL=jnp.asarray(payload["loss_mask"]),
-                old_logp_BxL=jnp.asarray(payload["old_logp"]), ref_logp_BxL=ref_logp,
-                advantages_B=adv_B)
+    ref_logp = sharding.shard_batch(np.zeros(np.shape(payload["tokens"]), np.float32), ctx.mesh)
+  batch = Batch(tokens_BxL=rows["tokens"], valid_BxL=rows["valid"],
+                loss_mask_BxL=rows["loss_mask"], old_logp_BxL=rows["old_logp"],
+                ref_logp_BxL=ref_logp, advantages_B=rows["advantages"])
   t1 = time.perf_counter()
   state, update_metrics = train_on_rollout(
       state, batch, ctx.update_knobs, jax.random.fold_in(key, 1_000_003), cfg=ctx.update_cfg,
       num_epochs=ctx.num_epochs, num_minibatches=ctx.num_minibatches, group_size=g)
   jax.block_until_ready(state.params)
   t_update = time.perf_counter() - t1
+  if ctx.mesh is not None:
+    # XLA may hand small leaves back in another layout; pin the rule layout so the next
+    # rollout and update reuse their compiled programs.
+    state = sharding.shard_train_state(state, ctx.mesh)
 
   lengths = np.asarray(payload["response_len"], np.float32)
   host = metrics_lib.reward_metrics(rewards, g)

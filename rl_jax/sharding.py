@@ -27,7 +27,9 @@ import re
 from typing import Any, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from rl_jax.models.qwen3 import KVCache
@@ -222,6 +224,16 @@ def train_state_specs(state_shapes, mesh: Mesh | MeshShape | None = None):
                               opt_state=opt_state_specs(state_shapes.opt_state, p_specs, mesh))
 
 
+def shard_train_state(state, mesh: Mesh):
+  """Places a `TrainState` on `mesh` with `train_state_specs` (a no-op for leaves already there).
+
+  Also what pins a state back after a jitted step: with Auto axes XLA may return small leaves
+  (norm scales and their optimizer moments) sharded differently from how they went in, which
+  would recompile the next step and defeat buffer donation.
+  """
+  return shard_tree(state, mesh, train_state_specs(state, mesh))
+
+
 def batch_spec() -> P:
   """Leading batch axis split over data and fsdp; other axes replicated."""
   return P(BATCH_AXES)
@@ -233,6 +245,31 @@ def batch_specs(batch_shapes, mesh: Mesh | MeshShape):
   return jax.tree.map_with_path(
       lambda p, x: fit_spec(batch_spec(), np.shape(x), mesh_shape, path_str(p))
       if np.ndim(x) else P(), batch_shapes)
+
+
+def shard_batch(tree, mesh: Mesh | None):
+  """Places a pytree of host rows on `mesh` with `batch_specs` (rows over data and fsdp).
+
+  `mesh=None` puts the arrays on the default device instead (single-device runs). On a
+  multi-process mesh every process must pass the same host values (SPMD host loop).
+  """
+  if mesh is None:
+    return jax.tree.map(jnp.asarray, tree)
+  return shard_tree(tree, mesh, batch_specs(tree, mesh))
+
+
+def to_host(tree):
+  """numpy copy of every array leaf, whole on every process.
+
+  `jax.device_get` cannot read an array with shards on other processes' devices; those leaves
+  are gathered with `multihost_utils.process_allgather`, a collective, so on a multi-process
+  mesh every process must call this at the same point of the host loop.
+  """
+  def one(x):
+    if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+  return jax.tree.map(one, tree)
 
 
 def kv_cache_spec(cache_shapes: KVCache, mesh: Mesh | MeshShape) -> KVCache:

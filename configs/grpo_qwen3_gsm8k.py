@@ -1,0 +1,49 @@
+"""GRPO on GSM8K with a real Qwen3 checkpoint (accelerators; `runlocal` runs it tiny on CPU).
+
+    python -m rl_jax.main --config=configs/grpo_qwen3_gsm8k.py \
+        --config.model.hf_checkpoint=/path/to/Qwen3-1.7B --config.tokenizer=/path/to/Qwen3-1.7B \
+        --workdir=runs/grpo_qwen3_gsm8k
+
+On a TPU pod: launch/tpu_pod.sh (see README "Run on a TPU pod"). Memory per device for a mesh:
+`python -m rl_jax.plan --model qwen3_1_7b --topology v5p-64 --batch 512 --seq-len 1280`.
+`:runlocal` uses the bundled GSM8K tokenizer and a tiny random model (pipeline check only).
+"""
+from configs import common
+
+
+def get_config(arg=None):
+  c = common.base_config()
+  c.tokenizer = "gsm8k_unigram"
+  c.task = dict(name="gsm8k", train_size=0, eval_size=500)
+  c.model.name = "qwen3_1_7b"
+  c.prompt_len = 256
+  c.max_new_tokens = 1024
+  c.logprob_impl = "auto"  # fused log-probs: no f32 [B, T, 151936] logits
+  c.sft.steps = 0  # instruct checkpoints need no warm start
+  c.rl.algorithm = "grpo"
+  c.rl.steps = 500
+  c.rl.prompts_per_step = 64
+  c.rl.group_size = 16
+  c.rl.num_minibatches = 4
+  c.rl.num_microbatches = 8
+  c.rl.learning_rate = 1e-6
+  c.rl.warmup_steps = 20
+  c.rl.use_kl_loss = True
+  c.rl.beta = 0.04
+  c.eval.every = 50
+  c.eval.batch_size = 100
+  c.checkpoint.every = 50
+  c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
+  if arg == "runlocal":
+    common.shrink_for_ci(c)
+    c.model.name = "tiny"
+    c.prompt_len = 160
+    c.max_new_tokens = 8
+    c.task.train_size = 16
+    c.task.eval_size = 4
+    c.eval.batch_size = 4
+    c.logprob_impl = "naive"
+    c.sft.steps = 0  # GSM8K solutions do not fit the 8-token runlocal budget
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; valid: 'runlocal'")
+  return c

@@ -1,0 +1,22 @@
+"""GSPO on the tiny arithmetic task (SFT warm start, then GSPO).
+
+    python -m rl_jax.main --config=configs/gspo_tiny_arith.py --workdir=runs/gspo_tiny_arith
+
+`:runlocal` shrinks it for CI.
+"""
+from configs import common
+
+
+def get_config(arg=None):
+  c = common.base_config()
+  c.rl.algorithm = "gspo"
+  # GSPO: sequence-level ratio with its own tiny epsilons (paper: 3e-4 / 4e-4), 4 mini-batches
+  # per rollout batch as in the paper, so later mini-batches are off-policy and clipping matters.
+  c.rl.beta = None
+  c.rl.num_minibatches = 4
+  if arg == "runlocal":
+    common.shrink_for_ci(c)
+    c.rl.num_minibatches = 2
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; valid: 'runlocal'")
+  return c

@@ -1,0 +1,1 @@
+"""Staged experiment pipelines (one module per paper reproduction)."""

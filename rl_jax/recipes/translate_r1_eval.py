@@ -1,0 +1,207 @@
+"""Evaluation of Translate-R1 policies: per-tier reward, translate rate, normalised cost, the
+cost-sensitivity sweep (Pareto share, cost-to-match) and the Pareto-front plot (SPEC §1(a) 8).
+
+Groups of languages ("tiers" in the tables): base, high, low, xlow (the trained tiers),
+unseen (synthetic ciphers, 0 exposure) and heldout (zero-shot ciphers, 0 exposure).
+
+For a policy P evaluated greedily on the same items as always-translate:
+  R(P) = tier-balanced mean reward over the trained tiers (mean of the base/high/low/xlow means),
+  C(P) = tier-balanced mean cost / the same for always-translate (1 = translate everything).
+The Pareto share of the gated family is `pareto.family_pareto_share` over alpha in
+[0, alpha_max] with ties split; the families are the gated sweep over lambda, the ungated sweep,
+and the SFT / always-translate / never-translate policies, each on its own.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from rl_jax.envs.cipher import Item
+from rl_jax.eval import pareto
+from rl_jax.sampling.tool_loop import tool_rollout
+from rl_jax.types import SampleKnobs
+
+TRAINED_TIERS = ("base", "high", "low", "xlow")
+GROUPS = TRAINED_TIERS + ("unseen", "heldout")
+GREEDY = SampleKnobs.create(temperature=0.0)
+
+
+def group_of(item: Item) -> str:
+  return "heldout" if item.split == "heldout" else item.tier
+
+
+def eval_items(world, n_per_lang: int, seed: int, domains: Sequence[str]) -> list[Item]:
+  """`n_per_lang` items for every language (all splits), `domains` cycled evenly per language."""
+  items = []
+  for i, lang in enumerate(world.names()):
+    items += world.sample_items(n_per_lang, np.random.default_rng([seed, 7, i]), langs=[lang],
+                                domains=list(domains))
+  return items
+
+
+def score_episodes(env, tool_out) -> dict[str, np.ndarray]:
+  """Per-row base reward, correct, cost, translated, malformed (numpy [B])."""
+  scores = [env.score(t, e) for t, e in zip(tool_out.transcripts, tool_out.episodes)]
+  return {
+      "reward": np.asarray([s.reward for s in scores], np.float32),
+      "correct": np.asarray([s.correct for s in scores], np.float32),
+      "cost": np.asarray([s.cost for s in scores], np.float32),
+      "translated": np.asarray([s.translated for s in scores], np.float32),
+      "malformed": np.asarray([s.malformed for s in scores], np.float32),
+  }
+
+
+def evaluate(ctx, params, items: Sequence[Item], key: jax.Array, *, batch_size: int,
+             forced_prefix: str = "") -> list[dict[str, Any]]:
+  """Greedy episodes, one per item, in fixed-size chunks (the last is padded with copies)."""
+  records = []
+  for start in range(0, len(items), batch_size):
+    chunk = list(items[start:start + batch_size])
+    padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+    out = tool_rollout(params, padded, [it.text for it in padded], ctx.env, ctx.tokenizer,
+                       jax.random.fold_in(key, start), GREEDY, model_cfg=ctx.model_cfg,
+                       cfg=ctx.loop_cfg, forced_prefix=forced_prefix)
+    scores = score_episodes(ctx.env, out)
+    for i, it in enumerate(chunk):
+      records.append(dict(lang=it.lang, group=group_of(it), domain=it.domain,
+                          **{k: float(v[i]) for k, v in scores.items()}))
+  return records
+
+
+def _mean(values) -> float:
+  return float(np.mean(values)) if len(values) else float("nan")
+
+
+def summarize(records: Sequence[Mapping[str, Any]], always_cost: float) -> dict[str, Any]:
+  """Per-group reward / translate rate / cost and the tier-balanced (R, C) of SPEC §1(a) 8."""
+  if not always_cost > 0:
+    raise ValueError(f"summarize: always-translate cost must be > 0, got {always_cost}")
+  out: dict[str, Any] = {}
+  for g in GROUPS:
+    rows = [r for r in records if r["group"] == g]
+    out[g] = {k: _mean([r[k] for r in rows]) for k in ("reward", "translated", "cost",
+                                                        "malformed")}
+  out["R"] = _mean([out[g]["reward"] for g in TRAINED_TIERS])
+  out["C"] = _mean([out[g]["cost"] for g in TRAINED_TIERS]) / always_cost
+  out["per_lang_translate"] = {}
+  for r in records:
+    out["per_lang_translate"].setdefault(r["lang"], []).append(r["translated"])
+  out["per_lang_translate"] = {k: _mean(v) for k, v in out["per_lang_translate"].items()}
+  return out
+
+
+def sweep(summaries: Mapping[str, Mapping[str, Any]], families: Mapping[str, str],
+          lams: Mapping[str, float], *, alpha_max: float, n_alpha: int,
+          target_family: str = "gated", baseline: str = "always") -> dict[str, Any]:
+  """Pareto shares (overall and per trained tier) and cost-to-match of the gated family."""
+  names = list(summaries)
+  fams = [families[n] for n in names]
+  result: dict[str, Any] = {}
+  always_cost = {g: summaries[baseline][g]["cost"] for g in TRAINED_TIERS}
+
+  def rc(name, group=None):
+    s = summaries[name]
+    if group is None:
+      return s["R"], s["C"]
+    norm = always_cost[group] if always_cost[group] > 0 else 1.0
+    return s[group]["reward"], s[group]["cost"] / norm
+
+  for group in (None,) + TRAINED_TIERS:
+    r, c = zip(*(rc(n, group) for n in names))
+    key = "all" if group is None else group
+    shares = {f: pareto.family_pareto_share(r, c, fams, f, alpha_max=alpha_max, n_alpha=n_alpha)
+              for f in dict.fromkeys(fams)}
+    result[f"pareto_share/{key}"] = shares
+  gated = [n for n in names if families[n] == target_family]
+  if gated:
+    g_r = [summaries[n]["R"] for n in gated]
+    g_c = [summaries[n]["C"] for n in gated]
+    result["cost_to_match_always"] = pareto.cost_to_match(
+        [lams[n] for n in gated], g_r, g_c, summaries[baseline]["R"])
+  return result
+
+
+def plot(summaries: Mapping[str, Mapping[str, Any]], families: Mapping[str, str], path: str,
+         title: str) -> str:
+  points: dict[str, list] = {}
+  for name, s in summaries.items():
+    points.setdefault(families[name], []).append((s["C"], s["R"]))
+  return pareto.plot_pareto(points, path, title=title)
+
+
+def _fmt(x: float) -> str:
+  return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def markdown_tables(summaries: Mapping[str, Mapping[str, Any]], sweep_result: Mapping[str, Any]
+                    ) -> str:
+  """Reward and translate-rate tables per group, plus the sweep numbers."""
+  lines = ["| policy | R | C | " + " | ".join(GROUPS) + " |",
+           "|---|---|---|" + "---|" * len(GROUPS)]
+  for name, s in summaries.items():
+    lines.append(f"| {name} | {_fmt(s['R'])} | {_fmt(s['C'])} | "
+                 + " | ".join(_fmt(s[g]["reward"]) for g in GROUPS) + " |")
+  lines += ["", "Translate rate per group:", "",
+            "| policy | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
+  for name, s in summaries.items():
+    lines.append(f"| {name} | " + " | ".join(_fmt(s[g]["translated"]) for g in GROUPS) + " |")
+  lines += ["", "Pareto share (ties split) per family:", ""]
+  for key, shares in sweep_result.items():
+    if key.startswith("pareto_share/"):
+      lines.append(f"- {key.split('/')[1]}: "
+                   + ", ".join(f"{f} {_fmt(v)}" for f, v in shares.items()))
+  if "cost_to_match_always" in sweep_result:
+    lines.append(f"- gated cost-to-match always-translate: "
+                 f"{_fmt(sweep_result['cost_to_match_always'])}")
+  return "\n".join(lines) + "\n"
+
+
+def seed_table(results: Sequence[Mapping[str, Any]]) -> str:
+  """Mean +- std over seeds of R, C, per-group reward / translate rate, the gated family's Pareto
+  share and cost-to-match (`results`: the results.json of runs that differ only in seed)."""
+  def ms(values):
+    v = np.asarray(values, np.float64)
+    return f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}" if v.size > 1 else f"{v[0]:.3f}"
+
+  names = list(results[0]["summaries"])
+  cols = ["R", "C"] + [f"{g} R" for g in GROUPS] + [f"{g} tr" for g in ("xlow", "unseen",
+                                                                        "heldout")]
+  lines = [f"{len(results)} seed(s): mean ± std", "", "| policy | " + " | ".join(cols) + " |",
+           "|---|" + "---|" * len(cols)]
+  for name in names:
+    s = [r["summaries"][name] for r in results]
+    row = [ms([x["R"] for x in s]), ms([x["C"] for x in s])]
+    row += [ms([x[g]["reward"] for x in s]) for g in GROUPS]
+    row += [ms([x[g]["translated"] for x in s]) for g in ("xlow", "unseen", "heldout")]
+    lines.append(f"| {name} | " + " | ".join(row) + " |")
+  lines.append("")
+  for key in results[0]["sweep"]:
+    if key.startswith("pareto_share/"):
+      lines.append(f"- Pareto share of the gated family ({key.split('/')[1]}): "
+                   + ms([r["sweep"][key].get("gated", np.nan) for r in results]))
+  if "cost_to_match_always" in results[0]["sweep"]:
+    lines.append("- gated cost-to-match always-translate (NaN: never reached): "
+                 + ms([r["sweep"]["cost_to_match_always"] for r in results]))
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m rl_jax.recipes.translate_r1_eval WORKDIR [WORKDIR ...]`: the seed table."""
+  import json  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  paths = list(sys.argv[1:] if argv is None else argv)
+  if not paths:
+    raise ValueError("usage: python -m rl_jax.recipes.translate_r1_eval WORKDIR [WORKDIR ...]")
+  results = []
+  for p in paths:
+    with open(f"{p}/results.json", encoding="utf-8") as f:
+      results.append(json.load(f))
+  print(seed_table(results))
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The runlocal shrink of the Translate-R1 reproduction: every stage runs and writes coherent
+outputs (pipeline check, not effect size)."""
+import importlib.util
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from rl_jax import metrics as metrics_lib
+from rl_jax.recipes import translate_r1
+from rl_jax.recipes import translate_r1_eval as ev
+
+CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "gated_gspo_tiny_cipher.py"
+
+
+def _config(arg):
+  spec = importlib.util.spec_from_file_location("gated_gspo_tiny_cipher", CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("translate_r1"))
+  config = _config("runlocal")
+  config.rl.gates = ("native_success", "none")
+  return workdir, config, translate_r1.run(config, workdir, log=lambda _: None)
+
+
+def test_every_policy_is_evaluated_on_every_group(result):
+  _, config, out = result
+  names = {"sft", "always", "never"} | {f"{f}_lam{lam:g}" for f in ("gated", "ungated")
+                                         for lam in config.rl.lams}
+  assert set(out["summaries"]) == names
+  for s in out["summaries"].values():
+    for g in ev.GROUPS:
+      assert 0.0 <= s[g]["reward"] <= 1.0 and 0.0 <= s[g]["translated"] <= 1.0
+
+
+def test_forced_baselines_translate_always_and_never(result):
+  _, _, out = result
+  always, never = out["summaries"]["always"], out["summaries"]["never"]
+  for g in ev.GROUPS:
+    assert always[g]["translated"] == 1.0 and always[g]["cost"] == 1.0  # per_call, unit cost 1
+    assert never[g]["translated"] == 0.0 and never[g]["cost"] == 0.0
+  assert always["C"] == 1.0 and never["C"] == 0.0
+
+
+def test_pareto_shares_partition_the_alpha_range(result):
+  _, _, out = result
+  for key, shares in out["sweep"].items():
+    if key.startswith("pareto_share/"):
+      assert set(shares) == {"sft", "always", "never", "gated", "ungated"}
+      assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_files_metrics_and_tracking(result):
+  workdir, config, out = result
+  assert json.load(open(os.path.join(workdir, "results.json")))["lams"] == out["lams"]
+  assert "| policy |" in open(os.path.join(workdir, "report.md")).read()
+  rl = metrics_lib.read_metrics(os.path.join(workdir, f"gated_lam{config.rl.lams[0]:g}",
+                                             "metrics.jsonl"))
+  assert [m["step"] for m in rl] == list(range(config.rl.steps))
+  assert all(np.isfinite(m["loss/total"]) and 0 <= m["gate/mean"] <= 1 for m in rl)
+  pre = metrics_lib.read_metrics(os.path.join(workdir, "pretrain", "metrics.jsonl"))
+  assert len(pre) == config.pretrain.steps and all(np.isfinite(m["pretrain/nll"]) for m in pre)
+  for track in out["tracking"].values():
+    assert track[0]["step"] == 0 and track[-1]["step"] == config.rl.steps
+    assert len(track[0]) == 1 + 34  # step + every language of the world
+
+
+def test_unknown_config_argument_is_an_error():
+  with pytest.raises(ValueError, match="runlocal"):
+    _config("fast")

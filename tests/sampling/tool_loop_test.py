@@ -1,0 +1,229 @@
+"""Multi-turn tool rollout: assembled layout, sampler/trainer agreement, masking of tool tokens,
+GSPO ignores tool tokens, malformed calls, no recompiles."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rl_jax import logprobs
+from rl_jax.algorithms import losses
+from rl_jax.envs import cipher, tools
+from rl_jax.models import qwen3
+from rl_jax.models.config import get_model_config
+from rl_jax.sampling import generate as gen
+from rl_jax.sampling import tool_loop
+from rl_jax.types import SampleKnobs
+
+V = 40
+CFG = get_model_config("tiny", vocab_size=V, num_layers=1, hidden_size=32, num_heads=2,
+                       num_kv_heads=1, head_dim=16, intermediate_size=64, max_seq_len=64)
+PARAMS = qwen3.init_params(CFG, jax.random.key(0))
+TOOL_IDS = [5, 6, 7]
+
+
+class IdTokenizer:
+  """Text "w3 w17" <-> ids [3, 17]; pad 0, EOS 1."""
+  vocab_size, pad_id, eos_id, bos_id, special_ids = V, 0, 1, None, {}
+
+  def encode(self, text):
+    return [int(w[1:]) for w in text.split()]
+
+  def decode(self, ids, keep_specials=False):
+    return " ".join(f"w{i}" for i in ids if i not in (0, 1))
+
+  def token_id(self, piece):
+    return int(piece[1:])
+
+
+@dataclasses.dataclass
+class EchoEnv:
+  """A segment starting with an even id >= 10 calls the tool; one starting with a multiple of 3
+  (>= 10) is malformed; anything else is an answer. The tool answers TOOL_IDS at cost 1."""
+
+  def new_episode(self, item):
+    return tools.Episode(item)
+
+  def parse_call(self, text, episode=None):
+    ids = IdTokenizer().encode(text)
+    if not ids or ids[0] < 10:
+      return None
+    if ids[0] % 3 == 0:
+      return tools.MalformedCall("multiple of three")
+    return tools.ToolCall("echo") if ids[0] % 2 == 0 else None
+
+  def execute(self, call, episode):
+    if isinstance(call, tools.MalformedCall):
+      episode.ledger.record_malformed(call.reason)
+      return tools.ToolResult("", 0.0, call)
+    episode.ledger.record_call(1.0)
+    return tools.ToolResult(" ".join(f"w{i}" for i in TOOL_IDS), 1.0)
+
+
+LOOP = tool_loop.ToolLoopCfg(prompt_len=6, turn_tokens=5, tool_tokens=4, max_calls=1,
+                             stop_ids=(1, 2, 3), pad_id=0)
+PROMPTS = ["w11 w12 w13", "w20 w21 w22 w23 w24 w25"]
+ITEMS = [None, None]
+
+
+def _rollout(key=1, group_size=8, prompts=PROMPTS):
+  return tool_loop.tool_rollout(PARAMS, ITEMS, prompts, EchoEnv(), IdTokenizer(),
+                                jax.random.key(key), SampleKnobs.create(1.0), model_cfg=CFG,
+                                cfg=LOOP, group_size=group_size)
+
+
+@pytest.fixture(scope="module")
+def out():
+  return _rollout()
+
+
+def _tool_rows(out):
+  return [i for i, e in enumerate(out.episodes) if e.ledger.n_calls > 0]
+
+
+def test_layout_shapes_and_both_episode_kinds(out):
+  ro = out.rollout
+  assert ro.tokens_BxL.shape == (16, LOOP.total_len) == (16, 6 + 2 * 5 + 4)
+  assert ro.prompt_len == 6
+  calls = _tool_rows(out)
+  assert calls and len(calls) < 16  # some rows called the tool, some answered directly
+  for r in calls:
+    assert len(out.segments[r]) == 2 and len(out.transcripts[r].split()) > 3
+
+
+def test_sampler_logp_equals_teacher_forced_on_assembled_sequence(out):
+  ro = out.rollout
+  tf = np.asarray(logprobs.token_logprobs(PARAMS, ro.tokens_BxL, ro.valid_BxL, cfg=CFG))
+  mask = np.asarray(ro.loss_mask_BxL)
+  # Policy tokens of BOTH turns are in the mask (turn 2 follows the tool response).
+  assert mask[_tool_rows(out)].sum() > 3 * len(_tool_rows(out))
+  np.testing.assert_allclose(tf * mask, np.asarray(ro.logp_policy_BxL), atol=1e-5)
+
+
+def test_tool_response_tokens_have_loss_mask_zero(out):
+  ro = out.rollout
+  p = LOOP.prompt_len
+  tokens, valid = np.asarray(ro.tokens_BxL)[:, p:], np.asarray(ro.valid_BxL)[:, p:]
+  mask = np.asarray(ro.loss_mask_BxL)
+  calls = _tool_rows(out)
+  for r in range(16):
+    resp, resp_mask = tokens[r][valid[r]], mask[r, p:][valid[r]]
+    assert valid[r, :len(resp)].all()  # the conversation is contiguous after the prompt
+    zeros = np.flatnonzero(resp_mask == 0)
+    if r in calls:
+      # [turn 1, mask 1] [tool ids, mask 0] [turn 2, mask 1]
+      assert zeros.tolist() == list(range(zeros[0], zeros[0] + 3)) and zeros[0] > 0
+      np.testing.assert_array_equal(resp[zeros], TOOL_IDS)
+      assert zeros[-1] < len(resp) - 1
+    else:
+      assert zeros.size == 0
+  assert mask[:, :p].sum() == 0  # prompt slots are never trained
+
+
+def _gspo_reference(logp, old, mask, adv, eps_low, eps_high):
+  n = mask.sum(1)
+  s = np.exp((mask * (logp - old)).sum(1) / n)
+  return np.mean(np.maximum(-adv * s, -adv * np.clip(s, 1 - eps_low, 1 + eps_high)))
+
+
+def test_tool_tokens_do_not_affect_gspo_ratio_or_loss(out):
+  ro = out.rollout
+  mask = np.asarray(ro.loss_mask_BxL)
+  valid = np.asarray(ro.valid_BxL)
+  tool_pos = valid & (mask == 0)
+  tool_pos[:, :LOOP.prompt_len] = False
+  assert tool_pos.sum() == 3 * len(_tool_rows(out))
+  # A moved policy: perturbed params, so ratios differ from 1.
+  params2 = jax.tree.map(lambda p: p * 1.02, PARAMS)
+  logp = np.asarray(logprobs.token_logprobs(params2, ro.tokens_BxL, ro.valid_BxL, cfg=CFG))
+  old = np.asarray(ro.logp_policy_BxL)
+  adv = np.linspace(-0.5, 1.5, 16).astype(np.float32)
+  pre = losses.preset("gspo")
+  knobs = losses.LossKnobs.create(eps_low=0.05, eps_high=0.08)
+
+  def loss(lp, ol):
+    s, d, _ = losses.policy_loss(jnp.asarray(lp), jnp.asarray(ol), jnp.asarray(adv),
+                                 jnp.asarray(mask), knobs, cfg=pre.cfg)
+    return float(s / d)
+
+  base = loss(logp, old)
+  ref = _gspo_reference(logp.astype(np.float64), old.astype(np.float64), mask, adv, 0.05, 0.08)
+  np.testing.assert_allclose(base, ref, rtol=1e-4, atol=1e-6)
+  assert abs(ref) > 1e-3
+  noise = np.random.default_rng(0).normal(size=logp.shape).astype(np.float32) * 5
+  old_perturbed = np.where(tool_pos, old + noise, old)
+  logp_perturbed = np.where(tool_pos, logp - noise, logp)
+  assert loss(logp_perturbed, old_perturbed) == pytest.approx(base, abs=1e-7)
+  # The sampler wrote 0 there (not a log-prob) and the reference uses only policy tokens.
+  assert np.all(old[tool_pos] == 0.0)
+
+
+class _Items:
+  """Translate-tool world: the real env and a word tokenizer of its vocabulary."""
+
+  def __init__(self):
+    from rl_jax.recipes.translate_r1 import build_tokenizer  # pylint: disable=g-import-not-at-top
+    self.world = cipher.CipherWorld(0)
+    self.tok = build_tokenizer(self.world)
+    self.items = self.world.sample_items(2, 0, langs=["xl1", "hi1"])
+    self.cfg = get_model_config("tiny", vocab_size=self.tok.vocab_size, num_layers=1,
+                                hidden_size=32, num_heads=2, num_kv_heads=1, head_dim=16,
+                                intermediate_size=64, max_seq_len=64)
+    self.params = qwen3.init_params(self.cfg, jax.random.key(3))
+    close = self.tok.token_id(tools.TOOL_CALL_CLOSE)
+    self.loop = tool_loop.ToolLoopCfg(prompt_len=28, turn_tokens=4, tool_tokens=26, max_calls=1,
+                                      stop_ids=(self.tok.eos_id, close), pad_id=0)
+
+  def run(self, env, forced_prefix, loop=None):
+    return tool_loop.tool_rollout(self.params, self.items, [it.text for it in self.items], env,
+                                  self.tok, jax.random.key(0), SampleKnobs.create(1.0),
+                                  model_cfg=self.cfg, cfg=loop or self.loop, group_size=2,
+                                  forced_prefix=forced_prefix)
+
+
+@pytest.fixture(scope="module")
+def world():
+  return _Items()
+
+
+@pytest.mark.parametrize("prefix", ["<tool_call> dance </tool_call>", "<tool_call> translate w",
+                                    "</tool_call>"])
+def test_malformed_call_yields_configured_reward(world, prefix):
+  env = tools.TranslateToolEnv(tools.OracleCipherTranslator(world.world),
+                               tools.TranslateToolCfg(malformed_reward=-0.5))
+  prefix = prefix.replace(" w", " " + world.world.encode("tom", "hi1"))
+  out = world.run(env, prefix)
+  for transcript, episode in zip(out.transcripts, out.episodes):
+    score = env.score(transcript, episode)
+    assert score.malformed and score.reward == -0.5 and score.cost == 0.0
+  assert np.asarray(out.rollout.loss_mask_BxL)[:, :28].sum() == 0
+
+
+def test_forced_call_runs_the_tool_and_call_budget_is_enforced(world):
+  env = tools.TranslateToolEnv(tools.OracleCipherTranslator(world.world),
+                               tools.TranslateToolCfg(malformed_reward=-1.0))
+  call = "<tool_call> translate </tool_call>"
+  out = world.run(env, call)
+  for r, episode in enumerate(out.episodes):
+    assert episode.ledger.n_calls == 1 and episode.ledger.total_cost == 1.0
+    english = world.items[r // 2].text_en
+    assert f"<tool_response> {english} </tool_response>" in out.transcripts[r]
+  # No sampled call turn: the only loss tokens are the answer turn after the response.
+  assert np.asarray(out.rollout.loss_mask_BxL).sum(1).max() <= 4
+  # A loop with no call budget rejects the call as malformed.
+  no_calls = dataclasses.replace(world.loop, max_calls=0)
+  out = world.run(env, call, loop=no_calls)
+  assert all(env.score(t, e).reward == -1.0 for t, e in zip(out.transcripts, out.episodes))
+
+
+def test_no_recompile_across_steps():
+  _rollout(key=5)
+  size = gen.generate._cache_size()  # pylint: disable=protected-access
+  _rollout(key=6, prompts=["w30 w31", "w14"])
+  assert gen.generate._cache_size() == size  # pylint: disable=protected-access
+
+
+def test_too_long_prompt_is_a_clear_error():
+  with pytest.raises(ValueError, match="prompt_len=6"):
+    _rollout(prompts=["w11 w12 w13 w14 w15 w16 w17", "w20"])
