@@ -17,9 +17,8 @@ def get_config(arg=None):
   c.rl.max_draws = 4
   c.rl.overlong_max_len = c.max_new_tokens
   c.rl.overlong_cache_len = 3
-  if arg == "runlocal":
-    common.shrink_for_ci(c)
+
+  def runlocal(c):
     c.rl.max_draws = 8
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: 'runlocal'")
-  return c
+
+  return common.finish(c, arg, runlocal)

@@ -34,8 +34,8 @@ def get_config(arg=None):
   c.eval.batch_size = 100
   c.checkpoint.every = 50
   c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
-  if arg == "runlocal":
-    common.shrink_for_ci(c)
+
+  def runlocal(c):
     c.model.name = "tiny"
     c.prompt_len = 160
     c.max_new_tokens = 8
@@ -44,6 +44,5 @@ def get_config(arg=None):
     c.eval.batch_size = 4
     c.logprob_impl = "naive"
     c.sft.steps = 0  # GSM8K solutions do not fit the 8-token runlocal budget
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: 'runlocal'")
-  return c
+
+  return common.finish(c, arg, runlocal)

@@ -14,8 +14,4 @@ def get_config(arg=None):
   c.rl.use_kl_loss = True
   c.rl.beta = 0.04
   c.rl.num_epochs = 2  # two passes per rollout batch: the clip actually fires
-  if arg == "runlocal":
-    common.shrink_for_ci(c)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: 'runlocal'")
-  return c
+  return common.finish(c, arg)

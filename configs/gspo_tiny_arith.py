@@ -14,9 +14,8 @@ def get_config(arg=None):
   # per rollout batch as in the paper, so later mini-batches are off-policy and clipping matters.
   c.rl.beta = None
   c.rl.num_minibatches = 4
-  if arg == "runlocal":
-    common.shrink_for_ci(c)
+
+  def runlocal(c):
     c.rl.num_minibatches = 2
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: 'runlocal'")
-  return c
+
+  return common.finish(c, arg, runlocal)

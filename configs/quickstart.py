@@ -12,8 +12,4 @@ from configs import common
 def get_config(arg=None):
   c = common.base_config()
   c.rl.algorithm = "grpo"
-  if arg == "runlocal":
-    common.shrink_for_ci(c)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: 'runlocal'")
-  return c
+  return common.finish(c, arg)

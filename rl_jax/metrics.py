@@ -64,7 +64,8 @@ class MetricWriter:
     self.enabled = enabled
     self._jsonl = None
     self._tb = None
-    # Processes that do not write still count, so every process holds the same number.
+    # Processes that do not write count too: with `keep_records` given (checkpointed runs always
+    # give it) every process then holds the chief's number.
     self.num_records = keep_records or 0
     if not enabled:
       return

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -104,22 +103,26 @@ def run_sft(params, task, tokenizer, exp: Experiment, model_cfg: ModelConfig, ke
   n = len(task.train)
   lr = jnp.float32(s.learning_rate)
   fetcher = metrics_lib.LateFetcher()
+  steps_per_epoch = max(n // s.batch_size, 1)
   for step in tqdm.trange(s.steps, desc="sft", disable=not writer.enabled, mininterval=2):
-    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, step // max(n // s.batch_size, 1)), n))
-    offset = (step % max(n // s.batch_size, 1)) * s.batch_size
+    # Each epoch is one permutation of the examples (fixed by key and epoch index).
+    epoch, offset = divmod(step, steps_per_epoch)
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
+    offset *= s.batch_size
     rows = order[offset:offset + s.batch_size]
     batch = sharding.shard_batch([a[rows] for a in data], mesh)
     state, m = sft_step(state, *batch, lr, cfg=cfg)
     if mesh is not None:
       state = place_state(state, mesh)  # keep the layout fixed: no recompile at the next step
-    done = fetcher.push(step, m)
-    if done:
-      metrics_lib.check_finite(done[1], done[0])
-      writer.write(done[0], {f"sft/{k.split('/')[-1]}": v for k, v in done[1].items()})
-  done = fetcher.flush()
+    _log_sft(fetcher.push(step, m), writer)
+  _log_sft(fetcher.flush(), writer)
+  return state.params
+
+
+def _log_sft(done, writer: metrics_lib.MetricWriter) -> None:
   if done:
     metrics_lib.check_finite(done[1], done[0])
-  return state.params
+    writer.write(done[0], {f"sft/{k.split('/')[-1]}": v for k, v in done[1].items()})
 
 
 def _rl_context(exp: Experiment, task, tokenizer, model_cfg: ModelConfig, mesh=None) -> RLContext:
@@ -152,15 +155,14 @@ def _rl_context(exp: Experiment, task, tokenizer, model_cfg: ModelConfig, mesh=N
       overlong_max_len=r.overlong_max_len, overlong_cache_len=r.overlong_cache_len, mesh=mesh)
 
 
-def run(exp: Experiment, workdir: str, *, show_progress: bool = True,
-        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+def run(exp: Experiment, workdir: str, *, show_progress: bool = True) -> dict[str, Any]:
   """Runs SFT then RL as configured; returns a summary dict (also written to workdir).
 
-  The mesh `exp.mesh` spans `devices` (default: every device of every process). With
-  checkpoints enabled, a run whose checkpoint directory holds a step resumes from the newest
-  restorable one: SFT and the first evaluation are skipped (their result comes from the
-  checkpoint) and metrics.jsonl is cut back to the records the checkpoint had seen.
-  The summary holds the evaluations and `final_params` (the trained params, on the mesh).
+  The mesh `exp.mesh` spans every device of every process. With checkpoints enabled, a run
+  whose checkpoint directory holds a step resumes from the newest restorable one: SFT and the
+  first evaluation are skipped (their result comes from the checkpoint) and metrics.jsonl is cut
+  back to the records the checkpoint had seen. The returned summary holds the evaluations and
+  `final_params` (the trained params, on the mesh; not in summary.json).
   """
   is_chief = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
@@ -170,8 +172,7 @@ def run(exp: Experiment, workdir: str, *, show_progress: bool = True,
   key = jax.random.key(exp.seed)
   init_key, sft_key, rl_key, eval_key = jax.random.split(key, 4)
   model_cfg, params = build_model(exp, tokenizer.vocab_size, init_key)
-  mesh = sharding.make_mesh(sharding.MeshCfg(exp.mesh.data, exp.mesh.fsdp, exp.mesh.tensor),
-                            devices)
+  mesh = sharding.make_mesh(sharding.MeshCfg(exp.mesh.data, exp.mesh.fsdp, exp.mesh.tensor))
   ctx = _rl_context(exp, task, tokenizer, model_cfg, mesh)
   ckpt = ckpt_lib.Checkpointer(ckpt_lib.CheckpointCfg(
       directory=os.path.join(os.path.abspath(workdir), "checkpoints"),
@@ -197,8 +198,9 @@ def run(exp: Experiment, workdir: str, *, show_progress: bool = True,
     # before its first checkpoint would otherwise leave records that the rerun repeats).
     writer = metrics_lib.MetricWriter(workdir, enabled=is_chief,
                                       keep_records=0 if use_ckpt else None)
+    params = state.params  # on the mesh, so evaluation runs sharded even without SFT
     if exp.sft.steps:
-      params = run_sft(state.params, task, tokenizer, exp, model_cfg, sft_key, writer, mesh)
+      params = run_sft(params, task, tokenizer, exp, model_cfg, sft_key, writer, mesh)
     summary["eval_before_rl"] = evaluate(params, task.eval, task, tokenizer, exp, model_cfg,
                                          eval_key, mesh=mesh)["eval/accuracy"]
     log(f"held-out greedy accuracy after SFT (before RL): {summary['eval_before_rl']:.3f}")

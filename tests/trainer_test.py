@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from ml_collections import config_flags  # noqa: F401  (the CLI path is tested below)
@@ -72,6 +73,9 @@ def test_batch_not_divisible_by_group_is_clear(tmp_path):
 
 
 def test_nan_in_loss_stops_the_run_naming_metric_and_step(tmp_path, monkeypatch):
+  # update_step may already be compiled for this config by an earlier test: start fresh so the
+  # poisoned loss is traced.
+  jax.clear_caches()
   real = losses.policy_loss
 
   def poisoned(*args, **kwargs):

@@ -107,7 +107,9 @@ class Context:
         num_heads=m.num_heads, num_kv_heads=m.num_kv_heads, head_dim=m.head_dim,
         intermediate_size=m.intermediate_size, max_seq_len=m.max_seq_len)
     lay = config.layout
-    stops = (tok.eos_id, tok.token_id(tools.TOOL_CALL_CLOSE), tok.sp.token_id(tools.TOOL_CALL_CLOSE))
+    # A turn ends at EOS or at either piece of the call's close tag (with / without "▁").
+    stops = (tok.eos_id, tok.token_id(tools.TOOL_CALL_CLOSE),
+             tok.sp.token_id(tools.TOOL_CALL_CLOSE))
     self.loop_cfg = ToolLoopCfg(prompt_len=lay.prompt_len, turn_tokens=lay.turn_tokens,
                                 tool_tokens=lay.tool_tokens, max_calls=1, stop_ids=stops,
                                 pad_id=tok.pad_id)
@@ -132,15 +134,15 @@ def _supervised(ctx: Context, params, stage, batches, writer, prefix: str):
   state = TrainState(jnp.int32(0), params, optim.make_optimizer(cfg.optim).init(params))
   lr = jnp.float32(stage.learning_rate)
   fetcher = metrics_lib.LateFetcher()
-  for step in range(stage.steps):
-    state, m = sft_step(state, *(jnp.asarray(a) for a in batches(step)), lr, cfg=cfg)
-    for done in filter(None, [fetcher.push(step, m)]):
+  def record(done):  # (step, metrics) of the previous step, or None
+    if done:
       metrics_lib.check_finite(done[1], done[0])
       writer.write(done[0], {f"{prefix}/nll": done[1]["sft/nll"]})
-  done = fetcher.flush()
-  if done:
-    metrics_lib.check_finite(done[1], done[0])
-    writer.write(done[0], {f"{prefix}/nll": done[1]["sft/nll"]})
+
+  for step in range(stage.steps):
+    state, m = sft_step(state, *(jnp.asarray(a) for a in batches(step)), lr, cfg=cfg)
+    record(fetcher.push(step, m))
+  record(fetcher.flush())
   return state.params
 
 
@@ -255,9 +257,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
       tracking.append({"step": step, **ev.summarize(recs, 1.0)["per_lang_translate"]})
     if step == r.steps:
       break
-    items = ctx.world.sample_items(r.prompts_per_step, np.random.default_rng([ctx.config.seed, 4, step]),
-                                   langs=train_langs, domains=ctx.config.domains,
-                                   stratify=True)
+    step_rng = np.random.default_rng([ctx.config.seed, 4, step])
+    items = ctx.world.sample_items(r.prompts_per_step, step_rng, langs=train_langs,
+                                   domains=ctx.config.domains, stratify=True)
     step_key = jax.random.fold_in(key, step)
     out = tool_rollout(state.params, items, [it.text for it in items], ctx.env, ctx.tokenizer,
                        step_key, sample_knobs, model_cfg=ctx.model_cfg, cfg=ctx.loop_cfg,
@@ -338,6 +340,8 @@ def run(config, workdir: str, log=print) -> dict[str, Any]:
     json.dump(out, f, indent=1)
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write(ev.markdown_tables(summaries, result))
+    f.write("\nGreedy translate rate over RL steps (tracking set):\n\n")
+    f.write(ev.tracking_table(tracking, ev.lang_groups(ctx.world)))
   if e.plot:
     ev.plot(summaries, families, os.path.join(workdir, "pareto.png"),
             f"Translate-R1 cipher world, seed {config.seed}")

@@ -33,6 +33,11 @@ def group_of(item: Item) -> str:
   return "heldout" if item.split == "heldout" else item.tier
 
 
+def lang_groups(world) -> dict[str, str]:
+  """Language name -> group (its tier, or "heldout")."""
+  return {n: "heldout" if l.split == "heldout" else l.tier for n, l in world.languages.items()}
+
+
 def eval_items(world, n_per_lang: int, seed: int, domains: Sequence[str]) -> list[Item]:
   """`n_per_lang` items for every language (all splits), `domains` cycled evenly per language."""
   items = []
@@ -205,3 +210,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
   raise SystemExit(main())
+
+
+def tracking_table(tracking: Mapping[str, Sequence[Mapping[str, float]]],
+                   lang_group: Mapping[str, str]) -> str:
+  """Greedy translate rate over RL steps, averaged per language group, for every policy."""
+  lines = ["| policy | step | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * len(GROUPS)]
+  for name, rows in tracking.items():
+    for row in rows:
+      by_group = {g: [v for k, v in row.items() if k != "step" and lang_group.get(k) == g]
+                  for g in GROUPS}
+      lines.append(f"| {name} | {int(row['step'])} | "
+                   + " | ".join(_fmt(_mean(by_group[g])) for g in GROUPS) + " |")
+  return "\n".join(lines) + "\n"

@@ -75,3 +75,33 @@ def test_files_metrics_and_tracking(result):
 def test_unknown_config_argument_is_an_error():
   with pytest.raises(ValueError, match="runlocal"):
     _config("fast")
+
+
+def test_demonstrations_mask_the_tool_response_and_context_calls():
+  ctx = translate_r1.Context(_config("runlocal"))
+  items = ctx.world.sample_items(3, 0, langs=["xl1"], domains=["comparison"])
+  kinds = [translate_r1.NATIVE, translate_r1.TOOL, translate_r1.TOOL_CONTEXT]
+  data = translate_r1.demonstrations(ctx, items, kinds)
+  p, tok = ctx.loop_cfg.prompt_len, ctx.tokenizer
+  english = [tok.encode(f"<tool_response> {it.text_en} </tool_response>") for it in items]
+  answer = [tok.encode(f"<answer> {it.answer} </answer>") + [tok.eos_id] for it in items]
+  call = tok.encode("<tool_call> translate </tool_call>")
+  expect_mask = [[1.0] * 4,
+                 [1.0] * 3 + [0.0] * len(english[1]) + [1.0] * 4,
+                 [0.0] * 3 + [0.0] * len(english[2]) + [1.0] * 4]
+  expect_ids = [answer[0], call + english[1] + answer[1], call + english[2] + answer[2]]
+  for i in range(3):
+    n = len(expect_ids[i])
+    np.testing.assert_array_equal(data["tokens_BxL"][i, p:p + n], expect_ids[i])
+    np.testing.assert_array_equal(data["loss_mask_BxL"][i, p:p + n], expect_mask[i])
+    assert data["loss_mask_BxL"][i, p + n:].sum() == 0 and not data["valid_BxL"][i, p + n:].any()
+    assert data["loss_mask_BxL"][i, :p].sum() == 0
+
+
+def test_seed_table_means_over_runs(result):
+  _, _, out = result
+  other = json.loads(json.dumps(out))
+  other["summaries"]["sft"]["R"] = out["summaries"]["sft"]["R"] + 0.2
+  table = ev.seed_table([out, other])
+  expected = f"{out['summaries']['sft']['R'] + 0.1:.3f} ± 0.100"
+  assert f"| sft | {expected} |" in table
