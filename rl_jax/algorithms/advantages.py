@@ -147,7 +147,7 @@ def process_advantages(step_rewards_BxK: jax.Array, step_end_BxK: jax.Array,
   num_groups = check_group_shape(batch, group_size, where)
 
   # Group statistics over valid steps only; masked entries are replaced (not multiplied) so a
-  # NaN placeholder cannot leak.
+  # NaN fill value cannot leak.
   r_BxK = jnp.where(m_BxK, r_BxK, 0.0)
   r_NxGK = r_BxK.reshape(num_groups, group_size * num_steps)
   m_NxGK = m_BxK.reshape(num_groups, group_size * num_steps)
