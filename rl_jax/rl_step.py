@@ -121,7 +121,8 @@ def rl_iteration(state: TrainState, ref_params, problems_fn, key: jax.Array, ctx
   t1 = time.perf_counter()
   state, update_metrics = train_on_rollout(
       state, batch, ctx.update_knobs, jax.random.fold_in(key, 1_000_003), cfg=ctx.update_cfg,
-      num_epochs=ctx.num_epochs, num_minibatches=ctx.num_minibatches, group_size=g)
+      num_epochs=ctx.num_epochs, num_minibatches=ctx.num_minibatches, group_size=g,
+      mesh=ctx.mesh)
   jax.block_until_ready(state.params)
   t_update = time.perf_counter() - t1
   if ctx.mesh is not None:

@@ -22,7 +22,7 @@ import numpy as np
 from flax import struct
 
 from rl_jax import logprobs as logprobs_lib
-from rl_jax import optim
+from rl_jax import optim, sharding
 from rl_jax.algorithms import losses
 from rl_jax.algorithms.advantages import check_group_shape
 from rl_jax.models.config import ModelConfig
@@ -154,12 +154,12 @@ def update_step(state: TrainState, batch: Batch, knobs: UpdateKnobs, *, cfg: Upd
 
 def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: jax.Array, *,
                      cfg: UpdateCfg, num_epochs: int = 1, num_minibatches: int = 1,
-                     group_size: int = 1):
+                     group_size: int = 1, mesh=None):
   """PPO-style inner loop: `num_epochs` passes, each over `num_minibatches` shuffled mini-batches.
 
   Whole groups stay together in a mini-batch (shuffling permutes groups, not rows), so
-  group-level quantities stay meaningful. Returns (state, metrics of the last step averaged over
-  all steps).
+  group-level quantities stay meaningful. With a `mesh`, each mini-batch's rows are placed over
+  (data, fsdp) (`rl_jax.sharding.shard_batch`). Returns (state, metrics averaged over all steps).
   """
   num_rows = batch.tokens_BxL.shape[0]
   check_group_shape(num_rows, group_size, "train_on_rollout")
@@ -173,6 +173,10 @@ def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: j
     rows = (perm[:, None] * group_size + np.arange(group_size)[None]).reshape(-1)
     for chunk in np.split(rows, num_minibatches):
       mini = jax.tree.map(lambda x: None if x is None else x[chunk], batch)
+      if mesh is not None:
+        # Re-indexing gathers the rows; put them back over (data, fsdp) so the update runs
+        # data-parallel instead of on a replicated mini-batch.
+        mini = sharding.shard_batch(mini, mesh)
       state, metrics = update_step(state, mini, knobs, cfg=cfg)
       all_metrics.append(metrics)
   mean = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *all_metrics)
