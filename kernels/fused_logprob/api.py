@@ -14,7 +14,10 @@ Implementations (`implementation=`, static):
   "xla"    - `xla.py`: lax loops over vocabulary tiles and token blocks; the CPU default.
   "pallas" - `pallas.py`: Pallas kernels; schedule "grid" (TPU Mosaic) or "loop" (GPU Triton),
              `interpret=True` (automatic on CPU) runs them on any backend.
-  "auto"   - "pallas" on TPU and GPU, "xla" elsewhere.
+  "auto"   - "pallas" on TPU, "xla" elsewhere (GPU included: measured on an H200, the Triton
+             "loop" schedule is exact but its default 256 x 512 tiles exceed shared memory, and
+             a [D, block_v] weight tile does not fit at D >= 1024 at any allowed block size;
+             docs/benchmarks.md "Pallas on GPU").
 
 Conventions (every implementation):
   - inputs h [..., D] and W [D, V] share one float dtype; matmuls accumulate in f32 and the
@@ -49,13 +52,13 @@ def _is_concrete(x) -> bool:
 
 
 def resolve_implementation(implementation: str, backend: str | None = None) -> str:
-  """"auto" -> "pallas" on TPU/GPU, "xla" elsewhere; other names pass through (validated)."""
+  """"auto" -> "pallas" on TPU, "xla" elsewhere; other names pass through (validated)."""
   if implementation not in IMPLEMENTATIONS:
     raise _err(f"implementation={implementation!r}; expected one of {IMPLEMENTATIONS}")
   if implementation != "auto":
     return implementation
   backend = backend or jax.default_backend()
-  return "pallas" if backend in ("tpu", "gpu") else "xla"
+  return "pallas" if backend == "tpu" else "xla"
 
 
 def _check_block(name: str, value, multiple: int, impl: str) -> int:
@@ -149,6 +152,9 @@ def fused_logprob(h: jax.Array, w: jax.Array, y: jax.Array, mask: jax.Array | No
     if schedule not in pallas.SCHEDULES:
       raise _err(f"schedule={schedule!r}; expected one of {pallas.SCHEDULES}")
     interpret = (backend == "cpu") if interpret is None else bool(interpret)
+    if schedule == "grid" and backend == "gpu" and not interpret:
+      raise _err("schedule='grid' is TPU-only (Mosaic compiler params; its programs accumulate "
+                 "into one output block); on GPU use schedule='loop' or implementation='xla'")
     bn = _check_block("block_n", pallas.DEFAULT_BLOCK_N if block_n is None else block_n, 8, impl)
     bv = _check_block("block_v", pallas.DEFAULT_BLOCK_V if block_v is None else block_v, 128,
                       impl)

@@ -20,9 +20,11 @@ Per-tile math is `tiles.py`, the custom VJP `vjp.py`. Each kernel reduces over o
       stats and dh kernels its columns below j*bv are masked (tile j-1 counted them); the dW
       kernel computes them again and writes the same values.
 
-Both schedules run under `interpret=True` on CPU (how the tests check them). The compiled TPU and
-GPU (Triton) lowerings could not be exercised in this repository's CI (no accelerator); Triton
-additionally needs power-of-two block sizes and D (checked in `api.py`).
+Both schedules run under `interpret=True` on CPU (how the tests check them). The compiled Triton
+("loop") lowering was checked once on an H200 (docs/benchmarks.md "Pallas on GPU"): exact, but
+only with tiles that fit in shared memory (e.g. 64 x 128 at D = 128), since a whole [D, block_v]
+weight tile is staged; Triton also needs power-of-two block sizes and D (checked in `api.py`).
+The TPU (Mosaic) lowering has not been run.
 Token counts are padded to a multiple of block_n with mask-0 rows (cheap: [N, D]); W never is.
 """
 from __future__ import annotations

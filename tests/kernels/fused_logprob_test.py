@@ -161,7 +161,7 @@ def test_bad_input_raises(kwargs, match):
 def test_auto_is_xla_on_cpu_and_pallas_on_accelerators():
   assert api.resolve_implementation("auto", "cpu") == "xla"
   assert api.resolve_implementation("auto", "tpu") == "pallas"
-  assert api.resolve_implementation("auto", "gpu") == "pallas"
+  assert api.resolve_implementation("auto", "gpu") == "xla"  # see docs/benchmarks.md
 
 
 def test_temperature_is_traced_no_recompile():
