@@ -77,7 +77,7 @@ class WorldCfg:
   n_xlow: int = 8
   n_synthetic: int = 2
   n_heldout: int = 9
-  max_number: int = 99
+  max_number: int = 20
   share_base: float = 0.40
   share_high: float = 0.06
   share_low: float = 0.01

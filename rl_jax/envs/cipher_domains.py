@@ -1,20 +1,26 @@
 """The base language and the five task domains of the Translate-R1 cipher world (SPEC §1(c)).
 
-The base language ("en") is a tiny English-like language: `BASE_WORDS` (58 words) plus number
-tokens ("0".."max_number") and four punctuation tokens. Text is whitespace-tokenised: every word,
-number and punctuation mark is separated by one space, so a word-level tokenizer sees exactly the
-units the ciphers permute.
+The base language ("en") is a tiny English-like language: `BASE_WORDS` (66 words, the number
+words "zero".."nine" among them) plus digit tokens "0".."max_number" and four punctuation tokens.
+Text is whitespace-tokenised: every word and punctuation mark is separated by one space, so a
+word-level tokenizer sees exactly the units the ciphers permute.
 
-Five templated domains, every answer a non-negative integer written in digits. Digits pass
-through every cipher unchanged, so the answer of an item is preserved by construction in all
-languages (SPEC §1(c)):
+Five templated domains. Quantities in the question are number *words* (enciphered like any other
+word); every answer is a non-negative integer written in *digits* (never enciphered), so an
+item's answer is preserved by construction in every language (SPEC §1(c)):
 
-  arithmetic   "tom has 4 apples . he gets 3 more . then he loses 2 . how many apples does tom
-                have now ?"                                                         -> "5"
-  lookup       "red is 7 , sun is 42 , gold is 3 . what is sun ?"                   -> "42"
-  comparison   "ann has 12 coins and bob has 30 coins . what is the bigger number ?" -> "30"
-  counting     "count the cat : cat dog cat frog . how many ?"                      -> "2"
-  sequence     "3 7 11 15 . what comes next ?"                                       -> "19"
+  arithmetic   "tom has four apples . he gets three more . how many apples now ?"        -> "7"
+  lookup       "red is seven , sun is two , gold is three . what is sun ?"               -> "2"
+  comparison   "ann has five coins and bob has eight coins . what is the bigger number ?" -> "8"
+  counting     "count the animals : cat red dog sun frog . how many ?"                   -> "3"
+  sequence     "two four six . what comes next ?"                                          -> "8"
+
+Why number words and a semantic count: each domain then needs the *meaning* of the words, so an
+item in a language the model cannot read is not solvable from surface patterns. (With digits in
+the text, lookup / counting / sequence items were solvable in any cipher by copying numbers and
+matching repeated tokens; measured: the SFT policy scored the same on XLow as on High, and
+translating could not help.) Reading the number words, the verbs (add or take away), "bigger" vs
+"smaller" and which words are animals is what pretraining exposure to a cipher teaches.
 
 `solve_english` is the oracle solver: it reads an English item's text (never its stored answer)
 and computes the answer from the template, so it can serve as the `Teacher`-like round-trip solver
@@ -31,20 +37,21 @@ NAMES_SHE = ("ann", "sue", "eve", "kim")
 OBJECTS = ("apples", "coins", "books", "pens", "cups", "eggs", "cards", "toys")
 ANIMALS = ("cat", "dog", "bird", "fish", "frog", "ant")
 KEYS = ("red", "blue", "green", "gold", "pink", "gray", "sun", "moon", "star", "tree")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ADD_VERBS = ("gets", "buys", "finds")
 SUB_VERBS = ("loses", "gives", "sells")
-FUNCTION_WORDS = ("he", "she", "has", "have", "more", "then", "how", "many", "does", "now", "and",
-                  "what", "is", "the", "bigger", "smaller", "number", "count", "comes", "next")
+FUNCTION_WORDS = ("he", "she", "has", "more", "how", "many", "now", "and", "what", "is", "the",
+                  "bigger", "smaller", "number", "count", "animals", "comes", "next")
 
-BASE_WORDS: tuple[str, ...] = (NAMES_HE + NAMES_SHE + OBJECTS + ANIMALS + KEYS + ADD_VERBS
-                               + SUB_VERBS + FUNCTION_WORDS)
+BASE_WORDS: tuple[str, ...] = (NAMES_HE + NAMES_SHE + OBJECTS + ANIMALS + KEYS + NUMBER_WORDS
+                               + ADD_VERBS + SUB_VERBS + FUNCTION_WORDS)
 PUNCTUATION = (".", ",", "?", ":")
 DOMAINS = ("arithmetic", "lookup", "comparison", "counting", "sequence")
+_VALUE = {w: i for i, w in enumerate(NUMBER_WORDS)}
 
-# Generators keep every number they write within [0, max_number]; the largest number a template
-# can need at the default operand ranges is 27 (arithmetic: 9 + 9 + 9) and 40 (sequence).
-MIN_MAX_NUMBER = 40
-_OPERAND_MAX = 9
+# Answers stay within [0, MIN_MAX_NUMBER]: arithmetic 9 + 9 = 18, sequence 7 + 2 * 3 + 3 = 16.
+MIN_MAX_NUMBER = 18
+_SEQ_TERMS = 3
 
 
 def is_number(token: str) -> bool:
@@ -59,63 +66,60 @@ def _pronoun(name: str) -> str:
   return "he" if name in NAMES_HE else "she"
 
 
-def _gen_arithmetic(rng: np.random.Generator, max_number: int) -> tuple[str, str]:
+def _gen_arithmetic(rng: np.random.Generator) -> tuple[str, str]:
   name = _pick(rng, NAMES_HE + NAMES_SHE)
   obj = _pick(rng, OBJECTS)
-  pron = _pronoun(name)
-  total = int(rng.integers(1, _OPERAND_MAX + 1))
-  parts = [f"{name} has {total} {obj} ."]
-  for step in range(int(rng.integers(1, 3))):  # one or two operations
-    # Subtract only what is there, so every intermediate count stays non-negative.
-    if total > 0 and rng.random() < 0.5:
-      b = int(rng.integers(1, min(total, _OPERAND_MAX) + 1))
-      total -= b
-      clause = f"{pron} {_pick(rng, SUB_VERBS)} {b} ."
-    else:
-      b = int(rng.integers(1, _OPERAND_MAX + 1))
-      total += b
-      clause = f"{pron} {_pick(rng, ADD_VERBS)} {b} more ."
-    parts.append(("then " if step else "") + clause)
-  parts.append(f"how many {obj} does {name} have now ?")
-  return " ".join(parts), str(total)
+  a = int(rng.integers(1, 10))
+  if rng.random() < 0.5:  # take away at most what is there: the count stays non-negative
+    b = int(rng.integers(1, a + 1))
+    clause, total = f"{_pronoun(name)} {_pick(rng, SUB_VERBS)} {NUMBER_WORDS[b]} .", a - b
+  else:
+    b = int(rng.integers(1, 10))
+    clause, total = f"{_pronoun(name)} {_pick(rng, ADD_VERBS)} {NUMBER_WORDS[b]} more .", a + b
+  text = f"{name} has {NUMBER_WORDS[a]} {obj} . {clause} how many {obj} now ?"
+  return text, str(total)
 
 
-def _gen_lookup(rng: np.random.Generator, max_number: int) -> tuple[str, str]:
-  n_pairs = int(rng.integers(2, 5))
+def _gen_lookup(rng: np.random.Generator) -> tuple[str, str]:
+  n_pairs = int(rng.integers(2, 4))
   keys = [KEYS[i] for i in rng.choice(len(KEYS), size=n_pairs, replace=False)]
-  values = [int(v) for v in rng.integers(0, max_number + 1, size=n_pairs)]
+  values = [int(v) for v in rng.integers(0, 10, size=n_pairs)]
   query = int(rng.integers(n_pairs))
-  pairs = " , ".join(f"{k} is {v}" for k, v in zip(keys, values))
+  pairs = " , ".join(f"{k} is {NUMBER_WORDS[v]}" for k, v in zip(keys, values))
   return f"{pairs} . what is {keys[query]} ?", str(values[query])
 
 
-def _gen_comparison(rng: np.random.Generator, max_number: int) -> tuple[str, str]:
+def _gen_comparison(rng: np.random.Generator) -> tuple[str, str]:
   i, j = rng.choice(len(NAMES_HE + NAMES_SHE), size=2, replace=False)
   n1, n2 = (NAMES_HE + NAMES_SHE)[i], (NAMES_HE + NAMES_SHE)[j]
   obj = _pick(rng, OBJECTS)
-  a, b = (int(v) for v in rng.choice(max_number + 1, size=2, replace=False))
+  a, b = (int(v) for v in rng.choice(10, size=2, replace=False))
   which = _pick(rng, ("bigger", "smaller"))
   answer = max(a, b) if which == "bigger" else min(a, b)
-  text = f"{n1} has {a} {obj} and {n2} has {b} {obj} . what is the {which} number ?"
+  text = (f"{n1} has {NUMBER_WORDS[a]} {obj} and {n2} has {NUMBER_WORDS[b]} {obj} . "
+          f"what is the {which} number ?")
   return text, str(answer)
 
 
-def _gen_counting(rng: np.random.Generator, max_number: int) -> tuple[str, str]:
-  target = _pick(rng, ANIMALS)
-  # Uniform animals would make the target rare (answer mostly 0 or 1); draw it a third of the time.
-  seq = [target if rng.random() < 1 / 3 else _pick(rng, ANIMALS)
-         for _ in range(int(rng.integers(3, 8)))]
-  return f"count the {target} : {' '.join(seq)} . how many ?", str(seq.count(target))
+def _gen_counting(rng: np.random.Generator) -> tuple[str, str]:
+  # Animals among other nouns; the count is uniform-ish over 0..4 rather than mostly 2-3.
+  n_words = int(rng.integers(3, 6))
+  n_animals = int(rng.integers(0, n_words + 1))
+  words = ([_pick(rng, ANIMALS) for _ in range(n_animals)]
+           + [_pick(rng, KEYS) for _ in range(n_words - n_animals)])
+  words = [words[k] for k in rng.permutation(n_words)]
+  return f"count the animals : {' '.join(words)} . how many ?", str(n_animals)
 
 
-def _gen_sequence(rng: np.random.Generator, max_number: int) -> tuple[str, str]:
-  step = int(rng.integers(1, 6))
-  start = int(rng.integers(0, min(20, max_number - 4 * step) + 1))
-  seq = [start + k * step for k in range(4)]
-  return f"{' '.join(map(str, seq))} . what comes next ?", str(start + 4 * step)
+def _gen_sequence(rng: np.random.Generator) -> tuple[str, str]:
+  step = int(rng.integers(1, 4))
+  start = int(rng.integers(0, 10 - (_SEQ_TERMS - 1) * step))
+  terms = [start + k * step for k in range(_SEQ_TERMS)]
+  text = f"{' '.join(NUMBER_WORDS[t] for t in terms)} . what comes next ?"
+  return text, str(start + _SEQ_TERMS * step)
 
 
-_GENERATORS: dict[str, Callable[[np.random.Generator, int], tuple[str, str]]] = {
+_GENERATORS: dict[str, Callable[[np.random.Generator], tuple[str, str]]] = {
     "arithmetic": _gen_arithmetic,
     "lookup": _gen_lookup,
     "comparison": _gen_comparison,
@@ -130,31 +134,24 @@ def generate(domain: str, rng: np.random.Generator, max_number: int) -> tuple[st
     raise ValueError(f"unknown domain {domain!r}; expected one of {list(DOMAINS)}")
   if max_number < MIN_MAX_NUMBER:
     raise ValueError(f"max_number must be >= {MIN_MAX_NUMBER}, got {max_number}")
-  return _GENERATORS[domain](rng, max_number)
+  return _GENERATORS[domain](rng)
 
 
 # ----------------------------------------------------------------------------- oracle solver
 
 
 def _solve_arithmetic(toks: list[str]) -> str | None:
-  sentences = " ".join(toks).split(" . ")
-  head = sentences[0].split()
-  if len(head) != 4 or head[1] != "has" or not is_number(head[2]):
+  # "<name> has <a> <obj> . <pron> <verb> <b> [more] . how many <obj> now ?"
+  if len(toks) < 12 or toks[1] != "has" or toks[2] not in _VALUE or toks[4] != ".":
     return None
-  total = int(head[2])
-  for sentence in sentences[1:-1]:
-    words = sentence.split()
-    if words and words[0] == "then":
-      words = words[1:]
-    if len(words) < 3 or not is_number(words[2]):
-      return None
-    if words[1] in ADD_VERBS:
-      total += int(words[2])
-    elif words[1] in SUB_VERBS:
-      total -= int(words[2])
-    else:
-      return None
-  return str(total)
+  verb, b = toks[6], toks[7]
+  if b not in _VALUE:
+    return None
+  if verb in ADD_VERBS:
+    return str(_VALUE[toks[2]] + _VALUE[b])
+  if verb in SUB_VERBS:
+    return str(_VALUE[toks[2]] - _VALUE[b])
+  return None
 
 
 def _solve_lookup(toks: list[str]) -> str | None:
@@ -163,8 +160,8 @@ def _solve_lookup(toks: list[str]) -> str | None:
   # body is "k is v , k is v , ..." : read every (key, "is", value) triple.
   for k in range(0, len(body) - 2, 4):
     key, is_, value = body[k:k + 3]
-    if is_ == "is" and key == query and is_number(value):
-      return value
+    if is_ == "is" and key == query and value in _VALUE:
+      return str(_VALUE[value])
   return None
 
 
@@ -177,21 +174,20 @@ def solve_english(text_en: str) -> str | None:
   toks = text_en.split()
   if len(toks) < 4 or toks[-1] != "?":
     return None
-  numbers = [int(t) for t in toks if is_number(t)]
+  values = [_VALUE[t] for t in toks if t in _VALUE]
   if toks[-4:-1] == ["what", "comes", "next"]:
-    if len(numbers) < 2:
+    if len(values) < 2:
       return None
-    return str(numbers[-1] + (numbers[1] - numbers[0]))
-  if toks[0] == "count" and ":" in toks and "." in toks:
-    target = toks[2]
+    return str(values[-1] + (values[1] - values[0]))
+  if toks[:3] == ["count", "the", "animals"] and ":" in toks and "." in toks:
     seq = toks[toks.index(":") + 1:toks.index(".")]
-    return str(seq.count(target))
-  if toks[-3:-1] == ["bigger", "number"] and numbers:
-    return str(max(numbers))
-  if toks[-3:-1] == ["smaller", "number"] and numbers:
-    return str(min(numbers))
+    return str(sum(t in ANIMALS for t in seq))
+  if toks[-3:-1] == ["bigger", "number"] and values:
+    return str(max(values))
+  if toks[-3:-1] == ["smaller", "number"] and values:
+    return str(min(values))
   if toks[-4:-2] == ["what", "is"] and "." in toks:
     return _solve_lookup(toks)
-  if toks[-3:] == ["have", "now", "?"]:
+  if toks[-2:] == ["now", "?"]:
     return _solve_arithmetic(toks)
   return None

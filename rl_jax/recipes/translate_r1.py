@@ -305,7 +305,8 @@ def run(config, workdir: str, log=print) -> dict[str, Any]:
   params = sft(ctx, params, writer("sft"))
   log(f"sft done at {time.time() - t0:.0f}s")
   e = config.eval
-  items = ev.eval_items(ctx.world, e.items_per_lang, config.seed, config.domains)
+  items = ev.eval_items(ctx.world, e.items_per_lang, config.seed, config.domains,
+                        min_per_group=e.min_items_per_group)
   track_items = ev.eval_items(ctx.world, e.track_items_per_lang, config.seed + 1000,
                               config.domains)
   eval_key = jax.random.key(0)
@@ -333,13 +334,22 @@ def run(config, workdir: str, log=print) -> dict[str, Any]:
       log(f"{name} done at {time.time() - t0:.0f}s: {_brief(records[name])}")
   always_cost = ev.summarize(records["always"], 1.0)["C"]
   summaries = {n: ev.summarize(r, always_cost) for n, r in records.items()}
-  result = ev.sweep(summaries, families, lams, alpha_max=e.alpha_max, n_alpha=e.n_alpha)
-  out = {"summaries": summaries, "sweep": result, "families": families, "lams": lams,
+  # The sweep covers the trained cost range (alpha and lambda share units: C counts calls per
+  # item, normalised by always-translate's one call); [0, 1] is reported too.
+  alpha_max = e.alpha_max if e.alpha_max is not None else max(lams.values(), default=1.0)
+  result = ev.sweep(summaries, families, lams, alpha_max=alpha_max, n_alpha=e.n_alpha)
+  result_unit = ev.sweep(summaries, families, lams, alpha_max=1.0, n_alpha=e.n_alpha)
+  out = {"summaries": summaries, "sweep": result, "alpha_max": alpha_max,
+         "sweep_alpha_0to1": result_unit, "families": families, "lams": lams,
          "tracking": tracking, "seconds": time.time() - t0}
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(out, f, indent=1)
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write(ev.markdown_tables(summaries, result))
+    f.write(f"\n(alpha in [0, {alpha_max:g}]; over alpha in [0, 1]: "
+            + ", ".join(f"{k.split('/')[1]} gated {ev.fmt(v.get('gated'))}"
+                        for k, v in result_unit.items() if k.startswith("pareto_share/"))
+            + ")\n")
     f.write("\nGreedy translate rate over RL steps (tracking set):\n\n")
     f.write(ev.tracking_table(tracking, ev.lang_groups(ctx.world)))
   if e.plot:

@@ -38,11 +38,19 @@ def lang_groups(world) -> dict[str, str]:
   return {n: "heldout" if l.split == "heldout" else l.tier for n, l in world.languages.items()}
 
 
-def eval_items(world, n_per_lang: int, seed: int, domains: Sequence[str]) -> list[Item]:
-  """`n_per_lang` items for every language (all splits), `domains` cycled evenly per language."""
+def eval_items(world, n_per_lang: int, seed: int, domains: Sequence[str], *,
+               min_per_group: int = 0) -> list[Item]:
+  """`n_per_lang` items for every language (all splits), `domains` cycled evenly per language.
+
+  A group with few languages gets more items per language, at least `min_per_group` in all
+  (base has one language: without this, a quarter of the tier-balanced R rests on 10 items).
+  """
+  groups = lang_groups(world)
+  n_langs = {g: list(groups.values()).count(g) for g in set(groups.values())}
   items = []
   for i, lang in enumerate(world.names()):
-    items += world.sample_items(n_per_lang, np.random.default_rng([seed, 7, i]), langs=[lang],
+    n = max(n_per_lang, -(-min_per_group // n_langs[groups[lang]]))
+    items += world.sample_items(n, np.random.default_rng([seed, 7, i]), langs=[lang],
                                 domains=list(domains))
   return items
 
@@ -91,6 +99,13 @@ def summarize(records: Sequence[Mapping[str, Any]], always_cost: float) -> dict[
                                                         "malformed")}
   out["R"] = _mean([out[g]["reward"] for g in TRAINED_TIERS])
   out["C"] = _mean([out[g]["cost"] for g in TRAINED_TIERS]) / always_cost
+  out["per_domain"] = {}  # tool-use emergence per domain (trained tiers only)
+  for r in records:
+    if r["group"] in TRAINED_TIERS:
+      out["per_domain"].setdefault(r["domain"], []).append((r["reward"], r["translated"]))
+  out["per_domain"] = {d: {"reward": _mean([v[0] for v in rows]),
+                           "translated": _mean([v[1] for v in rows])}
+                       for d, rows in out["per_domain"].items()}
   out["per_lang_translate"] = {}
   for r in records:
     out["per_lang_translate"].setdefault(r["lang"], []).append(r["translated"])
@@ -137,7 +152,7 @@ def plot(summaries: Mapping[str, Mapping[str, Any]], families: Mapping[str, str]
   return pareto.plot_pareto(points, path, title=title)
 
 
-def _fmt(x: float) -> str:
+def fmt(x: float) -> str:
   return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
@@ -147,20 +162,28 @@ def markdown_tables(summaries: Mapping[str, Mapping[str, Any]], sweep_result: Ma
   lines = ["| policy | R | C | " + " | ".join(GROUPS) + " |",
            "|---|---|---|" + "---|" * len(GROUPS)]
   for name, s in summaries.items():
-    lines.append(f"| {name} | {_fmt(s['R'])} | {_fmt(s['C'])} | "
-                 + " | ".join(_fmt(s[g]["reward"]) for g in GROUPS) + " |")
+    lines.append(f"| {name} | {fmt(s['R'])} | {fmt(s['C'])} | "
+                 + " | ".join(fmt(s[g]["reward"]) for g in GROUPS) + " |")
   lines += ["", "Translate rate per group:", "",
             "| policy | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
   for name, s in summaries.items():
-    lines.append(f"| {name} | " + " | ".join(_fmt(s[g]["translated"]) for g in GROUPS) + " |")
+    lines.append(f"| {name} | " + " | ".join(fmt(s[g]["translated"]) for g in GROUPS) + " |")
+  domains = sorted({d for s in summaries.values() for d in s.get("per_domain", {})})
+  if domains:
+    lines += ["", "Per domain over the trained tiers (reward / translate rate):", "",
+              "| policy | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
+    for name, s in summaries.items():
+      cells = [s["per_domain"].get(d, {}) for d in domains]
+      lines.append(f"| {name} | " + " | ".join(
+          f"{fmt(c.get('reward'))} / {fmt(c.get('translated'))}" for c in cells) + " |")
   lines += ["", "Pareto share (ties split) per family:", ""]
   for key, shares in sweep_result.items():
     if key.startswith("pareto_share/"):
       lines.append(f"- {key.split('/')[1]}: "
-                   + ", ".join(f"{f} {_fmt(v)}" for f, v in shares.items()))
+                   + ", ".join(f"{f} {fmt(v)}" for f, v in shares.items()))
   if "cost_to_match_always" in sweep_result:
     lines.append(f"- gated cost-to-match always-translate: "
-                 f"{_fmt(sweep_result['cost_to_match_always'])}")
+                 f"{fmt(sweep_result['cost_to_match_always'])}")
   return "\n".join(lines) + "\n"
 
 
@@ -193,6 +216,19 @@ def seed_table(results: Sequence[Mapping[str, Any]]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def tracking_table(tracking: Mapping[str, Sequence[Mapping[str, float]]],
+                   lang_group: Mapping[str, str]) -> str:
+  """Greedy translate rate over RL steps, averaged per language group, for every policy."""
+  lines = ["| policy | step | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * len(GROUPS)]
+  for name, rows in tracking.items():
+    for row in rows:
+      by_group = {g: [v for k, v in row.items() if k != "step" and lang_group.get(k) == g]
+                  for g in GROUPS}
+      lines.append(f"| {name} | {int(row['step'])} | "
+                   + " | ".join(fmt(_mean(by_group[g])) for g in GROUPS) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """`python -m rl_jax.recipes.translate_r1_eval WORKDIR [WORKDIR ...]`: the seed table."""
   import json  # pylint: disable=g-import-not-at-top
@@ -210,16 +246,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
   raise SystemExit(main())
-
-
-def tracking_table(tracking: Mapping[str, Sequence[Mapping[str, float]]],
-                   lang_group: Mapping[str, str]) -> str:
-  """Greedy translate rate over RL steps, averaged per language group, for every policy."""
-  lines = ["| policy | step | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * len(GROUPS)]
-  for name, rows in tracking.items():
-    for row in rows:
-      by_group = {g: [v for k, v in row.items() if k != "step" and lang_group.get(k) == g]
-                  for g in GROUPS}
-      lines.append(f"| {name} | {int(row['step'])} | "
-                   + " | ".join(_fmt(_mean(by_group[g])) for g in GROUPS) + " |")
-  return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ def test_language_inventory(world):
   assert ho_tiers == {"high": 3, "low": 3, "xlow": 3}
   assert all(world.language(n).tier == "unseen" for n in world.names(split="unseen"))
   assert 50 <= len(dom.BASE_WORDS) <= 70
+  assert set(dom.NUMBER_WORDS) <= set(dom.BASE_WORDS)  # numbers in questions are enciphered
 
 
 def test_same_seed_same_world_and_items():
@@ -53,12 +54,12 @@ def test_every_cipher_is_a_bijection_with_disjoint_words(world):
     for w in dom.BASE_WORDS:
       assert world.decode(world.encode(w, name), name) == w
   vocab = world.vocabulary()
-  assert len(vocab) == len(set(vocab)) == 34 * len(dom.BASE_WORDS) + 4 + 100
+  assert len(vocab) == len(set(vocab)) == 34 * len(dom.BASE_WORDS) + 4 + 21  # max_number 20
 
 
 def test_encode_decode_errors(world):
   with pytest.raises(ValueError, match="unknown language 'zz'"):
-    world.encode("tom has 3 apples", "zz")
+    world.encode("tom has three apples", "zz")
   with pytest.raises(ValueError, match="'banana' at word 2"):
     world.encode("tom has banana", "hi1")
   with pytest.raises(ValueError, match="not a word of language 'hi1'"):
@@ -120,20 +121,30 @@ def test_pretrain_corpus_tier_shares(heldout_exposure):
 
 def test_oracle_solver_on_hand_written_items():
   cases = {
-      "tom has 4 apples . he gets 3 more . then he loses 2 . how many apples does tom have now ?":
-          "5",
-      "kim has 9 cups . she sells 9 . how many cups does kim have now ?": "0",
-      "red is 7 , sun is 42 , gold is 3 . what is sun ?": "42",
-      "ann has 12 coins and bob has 30 coins . what is the bigger number ?": "30",
-      "ann has 12 coins and bob has 30 coins . what is the smaller number ?": "12",
-      "count the cat : cat dog cat frog . how many ?": "2",
-      "count the ant : cat dog . how many ?": "0",
-      "3 7 11 15 . what comes next ?": "19",
+      "tom has four apples . he gets three more . how many apples now ?": "7",
+      "kim has nine cups . she sells nine . how many cups now ?": "0",
+      "red is seven , sun is two , gold is three . what is sun ?": "2",
+      "ann has five coins and bob has eight coins . what is the bigger number ?": "8",
+      "ann has five coins and bob has eight coins . what is the smaller number ?": "5",
+      "count the animals : cat red dog sun frog . how many ?": "3",
+      "count the animals : red sun moon . how many ?": "0",
+      "seven eight nine . what comes next ?": "10",
+      "one four seven . what comes next ?": "10",
   }
   for text, answer in cases.items():
     assert dom.solve_english(text) == answer, text
   assert dom.solve_english("gibberish words here ?") is None
+  assert dom.solve_english("tom has 4 apples . he gets 3 more . how many apples now ?") is None
   assert dom.solve_english("") is None
+
+
+def test_items_need_the_words(world):
+  """No digit appears in a question: its quantities are enciphered number words, so an item in
+  an unknown cipher cannot be answered by copying numbers (the point of the tool)."""
+  for it in world.sample_items(200, 3, langs=world.names()):
+    assert not any(dom.is_number(t) for t in it.text.split()), it.text
+    if it.lang != "en":
+      assert not set(it.text.split()) & set(dom.NUMBER_WORDS), it.text
 
 
 @pytest.mark.parametrize("domain", dom.DOMAINS)
@@ -148,17 +159,20 @@ def test_generated_answers_are_solved_and_preserved_in_every_language(world, dom
 
 def test_preservation_check_rejects_broken_translations(world):
   check = world.preservation_check()
-  text_en = "ann has 12 coins and bob has 30 coins . what is the bigger number ?"
+  text_en = "ann has five coins and bob has eight coins . what is the bigger number ?"
   good = world.encode(text_en, "lo2")
-  assert check(text_en, good, "30", "lo2")
-  assert not check(text_en, good.replace("30", "31"), "30", "lo2")  # number span changed
-  # Meaning flip with numbers intact: only the round trip catches it.
-  flipped = good.replace(world.language("lo2").mapping["bigger"],
-                         world.language("lo2").mapping["smaller"])
-  assert check.spans_equal(text_en, flipped) and not check(text_en, flipped, "30", "lo2")
-  assert not check(text_en, good + " blorp", "30", "lo2")  # unreadable -> failure, no raise
+  lo2 = world.language("lo2").mapping
+  assert check(text_en, good, "8", "lo2")
+  # Meaning flips: a number word or "bigger" swapped. Only the round trip catches them.
+  for a, b in (("eight", "nine"), ("bigger", "smaller")):
+    flipped = good.replace(lo2[a], lo2[b])
+    assert check.spans_equal(text_en, flipped) and not check(text_en, flipped, "8", "lo2")
+  assert not check(text_en, good + " blorp", "8", "lo2")  # unreadable -> failure, no raise
   spans_only = cipher.AnswerPreservationCheck()
-  assert spans_only(text_en, flipped, "30", "lo2")
+  assert spans_only(text_en, good.replace(lo2["eight"], lo2["nine"]), "8", "lo2")
+  # Digit spans (an external translator's input may carry them) must be unchanged.
+  assert spans_only("sue has 12 pens", "sue has 12 pens", "12", "en")
+  assert not spans_only("sue has 12 pens", "sue has 13 pens", "12", "en")
 
 
 def test_answer_format_round_trip():

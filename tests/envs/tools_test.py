@@ -12,7 +12,7 @@ def world():
 
 @pytest.fixture
 def item(world):
-  text_en = "tom has 4 apples . he gets 3 more . how many apples does tom have now ?"
+  text_en = "tom has four apples . he gets three more . how many apples now ?"
   return world.make_item(text_en, "7", "arithmetic", "xl3")
 
 
@@ -75,9 +75,9 @@ def test_execute_per_token_cost_and_span(world, item):
   span = world.encode("how many apples", "xl3")
   res = env.execute(env.parse_call(f"<tool_call> translate {span} </tool_call>", ep), ep)
   assert res.text == "<tool_response> how many apples </tool_response>"
-  n_words = 18  # "tom has 4 apples . he gets 3 more . how many apples does tom have now ?"
+  n_words = 15  # "tom has four apples . he gets three more . how many apples now ?"
   assert ep.ledger.call_costs == pytest.approx([0.02 * n_words, 0.02 * 3])
-  assert ep.ledger.total_cost == pytest.approx(0.02 * 21)
+  assert ep.ledger.total_cost == pytest.approx(0.02 * 18)
   assert env.full_translation_cost(item) == pytest.approx(0.02 * n_words)
 
 
@@ -144,7 +144,7 @@ def test_scripted_multi_turn_episode(world, item):
     assert res.malformed is None
     context += " " + res.text
   s = env.score(context[len(item.text):], ep)
-  assert s.correct and s.n_calls == 1 and s.cost == pytest.approx(0.02 * 18)
+  assert s.correct and s.n_calls == 1 and s.cost == pytest.approx(0.02 * 15)
 
 
 def test_cfg_validation():

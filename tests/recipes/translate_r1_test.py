@@ -57,6 +57,27 @@ def test_pareto_shares_partition_the_alpha_range(result):
       assert sum(shares.values()) == pytest.approx(1.0)
 
 
+def test_sweep_covers_the_trained_lambda_range_and_the_unit_range(result):
+  _, config, out = result
+  assert out["alpha_max"] == max(config.rl.lams)
+  assert set(out["sweep_alpha_0to1"]) == set(out["sweep"])
+  for shares in out["sweep_alpha_0to1"].values():
+    if isinstance(shares, dict):
+      assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_eval_items_raise_small_groups_to_the_minimum():
+  ctx = translate_r1.Context(_config("runlocal"))
+  items = ev.eval_items(ctx.world, 2, 0, ("lookup", "counting"), min_per_group=12)
+  per_group = {}
+  for it in items:
+    per_group[ev.group_of(it)] = per_group.get(ev.group_of(it), 0) + 1
+  # base: 1 language -> 12 items; high: 6 languages x 2 = 12; unseen: 2 x 6; low/xlow: 8 x 2;
+  # heldout: 9 x 2 (each item counted in its group, not its tier).
+  assert per_group == {"base": 12, "high": 12, "low": 16, "xlow": 16, "unseen": 12, "heldout": 18}
+  assert {it.domain for it in items} == {"lookup", "counting"}
+
+
 def test_files_metrics_and_tracking(result):
   workdir, config, out = result
   assert json.load(open(os.path.join(workdir, "results.json")))["lams"] == out["lams"]
