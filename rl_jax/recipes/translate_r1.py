@@ -350,6 +350,10 @@ def run(config, workdir: str, log=print) -> dict[str, Any]:
             + ", ".join(f"{k.split('/')[1]} gated {ev.fmt(v.get('gated'))}"
                         for k, v in result_unit.items() if k.startswith("pareto_share/"))
             + ")\n")
+    f.write("\nSampled translate rate in the RL rollouts (first 5 → last 20 steps):\n\n")
+    f.write(ev.training_rate_table(
+        {n: metrics_lib.read_metrics(os.path.join(workdir, n, "metrics.jsonl"))
+         for n in tracking}))
     f.write("\nGreedy translate rate over RL steps (tracking set):\n\n")
     f.write(ev.tracking_table(tracking, ev.lang_groups(ctx.world)))
   if e.plot:

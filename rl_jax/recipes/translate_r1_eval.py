@@ -229,6 +229,27 @@ def tracking_table(tracking: Mapping[str, Sequence[Mapping[str, float]]],
   return "\n".join(lines) + "\n"
 
 
+def training_rate_table(metrics_by_policy: Mapping[str, Sequence[Mapping[str, float]]], *,
+                        first: int = 5, last: int = 20) -> str:
+  """Sampled translate rate per trained tier in the RL rollouts (temperature 1), mean of the
+  first `first` and of the last `last` steps, and the mean gate: the over-suppression view
+  (`metrics_by_policy`: each policy's rows of its metrics.jsonl)."""
+  tiers = ("base", "high", "low", "xlow")
+  lines = ["| policy | " + " | ".join(f"{t} first→last" for t in tiers) + " | gate open |",
+           "|---|" + "---|" * (len(tiers) + 1)]
+
+  def window(rows, key, sl):
+    return _mean([r[key] for r in rows[sl] if key in r])
+
+  for name, rows in metrics_by_policy.items():
+    head, tail = slice(0, first), slice(max(len(rows) - last, 0), None)
+    cells = [f"{fmt(window(rows, f'tool/translate_rate_{t}', head))} → "
+             f"{fmt(window(rows, f'tool/translate_rate_{t}', tail))}" for t in tiers]
+    gate = f"{fmt(window(rows, 'gate/mean', head))} → {fmt(window(rows, 'gate/mean', tail))}"
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {gate} |")
+  return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """`python -m rl_jax.recipes.translate_r1_eval WORKDIR [WORKDIR ...]`: the seed table."""
   import json  # pylint: disable=g-import-not-at-top

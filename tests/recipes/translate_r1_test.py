@@ -126,3 +126,11 @@ def test_seed_table_means_over_runs(result):
   table = ev.seed_table([out, other])
   expected = f"{out['summaries']['sft']['R'] + 0.1:.3f} ± 0.100"
   assert f"| sft | {expected} |" in table
+
+
+def test_training_rate_table_means_first_and_last_steps():
+  rows = [{"tool/translate_rate_xlow": x, "gate/mean": g}
+          for x, g in ((0.0, 1.0), (0.2, 0.5), (0.6, 0.0), (1.0, 0.0))]
+  table = ev.training_rate_table({"p": rows}, first=2, last=2)
+  # xlow: mean(0, 0.2) = 0.1 -> mean(0.6, 1.0) = 0.8; gate 0.75 -> 0; tiers never logged: nan.
+  assert "| p | nan → nan | nan → nan | nan → nan | 0.100 → 0.800 | 0.750 → 0.000 |" in table
