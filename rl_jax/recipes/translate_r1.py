@@ -10,11 +10,13 @@ Stages (all randomness from `config.seed`; the world itself from `config.world_s
      the overconfident baseline that answers natively in languages it cannot read. A further
      `tool_context_frac` of demonstrations show a call and its response as context (loss 0) and
      train only the answer: the model can use the tool's output but is not taught to call (a
-     post-trained LLM reads English well; measured without it, answering after a tool response
-     was worse than answering natively even in English, and RL then never kept the tool).
+     post-trained LLM reads English well; measured without it in an earlier version of the
+     world, answering after a tool response was worse than answering natively even in English,
+     and RL then never kept the tool).
   3. `rl_train`: GSPO (`losses.preset("gspo")`) with the advantages of
      `gated_gspo.gated_gspo_advantages`; one policy per (gate, lambda). Prompts are stratified
-     over tier x domain; multi-turn rollouts come from `sampling.tool_loop`.
+     over tier x domain; multi-turn rollouts come from `sampling.tool_loop`. Results and what
+     they show: docs/translate_r1.md.
   4. `translate_r1_eval`: greedy evaluation of every policy and of the SFT policy with the call
      forced / forbidden, the Pareto sweep and the plot; results in W/results.json and W/report.md.
 """
