@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
-import math
 import os
 import platform
 import sys
@@ -48,6 +47,7 @@ import numpy as np
 from rl_jax.kernels.fused_logprob import api as flp
 from rl_jax.kernels.fused_logprob import pallas as flp_pallas
 from rl_jax.kernels.step_importance import api as sip
+from rl_jax.kernels.step_importance import reference as sip_reference
 
 T0 = time.perf_counter()
 TIMING_BUDGET_S = 300.0     # no new timing work after this much elapsed time
@@ -294,41 +294,13 @@ def step_batch(seed: int = 0, b: int = 11, k: int = 4, t: int = 40, a: int = 5,
   return logp, amask, seg, excess, resp
 
 
-def step_numpy_reference(logp, amask, seg, excess, resp, alpha, tau, normalization, weighting):
-  """tests/kernels/step_importance_test.py::_numpy_reference: float64 loops (SPEC.md §5)."""
-  b_size, k1, _ = logp.shape
-  k_size = k1 - 1
-  out = {f: np.zeros(seg.shape if f == "token_penalty_BxT" else (b_size, k_size))
-         for f in STEP_FIELDS}
-  for b in range(b_size):
-    p = [sum(logp[b, k, a] for a in range(logp.shape[2]) if amask[b, k, a]) for k in range(k1)]
-    lengths = [int(np.sum(seg[b] == k)) for k in range(k_size)]
-    steps = [k for k in range(k_size) if lengths[k] > 0]
-    imp = {k: p[k + 1] - p[k] for k in steps}
-    if normalization == "softmax":
-      z = sum(math.exp(imp[j] / tau) for j in steps)
-      norm = {k: math.exp(imp[k] / tau) / z for k in steps}
-    else:
-      lo, hi = (min(imp.values()), max(imp.values())) if steps else (0, 0)
-      norm = {k: (imp[k] - lo) / (hi - lo) if hi > lo else 0.0 for k in steps}
-    if weighting == "linear":
-      raw = {k: lengths[k] * (1 - norm[k]) for k in steps}
-    else:
-      raw = {k: lengths[k] * math.exp(-imp[k] / tau) for k in steps}
-    total = sum(raw.values())
-    weights = ({k: raw[k] / total for k in steps} if total > 0 else
-               {k: lengths[k] / sum(lengths) for k in steps})
-    mass = alpha * excess[b] / resp[b] if resp[b] > 0 else 0.0
-    for k in steps:
-      out["importance_BxK"][b, k] = imp[k]
-      out["norm_importance_BxK"][b, k] = norm[k]
-      out["weights_BxK"][b, k] = weights[k]
-      out["step_penalty_BxK"][b, k] = mass * weights[k] / lengths[k]
-      out["step_len_BxK"][b, k] = lengths[k]
-    for t in range(seg.shape[1]):
-      if seg[b, t] >= 0:
-        out["token_penalty_BxT"][b, t] = out["step_penalty_BxK"][b, seg[b, t]]
-  return out
+def step_reference(batch, alpha, tau, normalization, weighting):
+  """`kernels/step_importance/reference.py` (vmapped per response, written from SPEC.md §5 and
+  itself tested against numpy loops) on the host CPU: fields in STEP_FIELDS order."""
+  with jax.default_device(jax.devices("cpu")[0]):
+    outs = sip_reference.step_penalties(*batch, alpha, tau, normalization=normalization,
+                                        weighting=weighting)
+  return {f: np.asarray(o, np.float64) for f, o in zip(STEP_FIELDS, outs)}
 
 
 def step_fn(impl: str, normalization: str, weighting: str, interpret: bool, alpha=0.7, tau=0.6):
@@ -340,7 +312,7 @@ def step_fn(impl: str, normalization: str, weighting: str, interpret: bool, alph
 
 def check_step(impl: str, normalization: str, weighting: str, batch, interpret: bool) -> dict:
   got = jax.block_until_ready(step_fn(impl, normalization, weighting, interpret)(*batch))
-  want = step_numpy_reference(*batch, 0.7, 0.6, normalization, weighting)
+  want = step_reference(batch, 0.7, 0.6, normalization, weighting)
   errs, ok = {}, True
   for field in STEP_FIELDS:
     a = np.asarray(getattr(got, field), np.float64)
