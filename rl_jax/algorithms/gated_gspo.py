@@ -44,6 +44,7 @@ from rl_jax.algorithms import advantages as adv_lib
 
 GATES = ("none", "native_success", "verbal_conf", "logprob_conf")
 MODES = ("hard", "soft")
+COST_IN = ("reward", "advantage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,11 @@ class GateCfg:
     normalize: advantage normalisation, "std" (GRPO) or "none" (Dr. GRPO).
     eps: added to the group std.
     std_ddof: ddof of the group std (1, as TRL/verl/Tunix and `advantages.group_advantages`).
+    cost_in: where the gated cost enters [I]. "reward" (SPEC §1(a) 5-6): the advantage of
+      R_i = r_i - lam c_i g_q. "advantage": A_i = norm(r)_i - lam c_i g_q, the cost added after
+      the group normalisation, so it is neither rescaled by a small group std (a 0.1 cost in an
+      all-correct group is not blown up to a unit advantage) nor cancelled by the group mean (a
+      group where every rollout calls still feels the price).
   """
   gate: str = "native_success"
   mode: str = "hard"
@@ -66,8 +72,11 @@ class GateCfg:
   normalize: str = "std"
   eps: float = 1e-6
   std_ddof: int = 1
+  cost_in: str = "reward"
 
   def __post_init__(self):
+    if self.cost_in not in COST_IN:
+      raise ValueError(f"GateCfg.cost_in must be one of {COST_IN}, got {self.cost_in!r}")
     if self.gate not in GATES:
       raise ValueError(f"GateCfg.gate: unknown gate {self.gate!r}; registered gates: "
                        f"{', '.join(GATES)}")
@@ -191,7 +200,10 @@ def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: Gate
                      first_token_logp_B=first_token_logp_B)
   p_native_Q, n_native_Q = native_stats(correct_B, translated_B, group_size=cfg.group_size)
   gated_B = gated_reward(reward_B, cost_B, g_Q, knobs.lam)
-  adv_B = gated_advantages(gated_B, cfg=cfg)
+  if cfg.cost_in == "reward":
+    adv_B = gated_advantages(gated_B, cfg=cfg)
+  else:
+    adv_B = gated_advantages(reward_B, cfg=cfg) - (reward_B - gated_B)
   metrics = {
       "gate/mean": g_Q.mean(),
       "gate/p_native_mean": p_native_Q.mean(),

@@ -244,7 +244,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   ucfg = UpdateCfg(model=ctx.model_cfg, loss=pre.cfg, optim=_optim_cfg(r, r.steps))
   uknobs = UpdateKnobs.create(losses.LossKnobs.create(**pre.knobs), r.learning_rate)
   gate_cfg = gated_gspo.GateCfg(gate=gate, mode=r.gate_mode, m_min=r.m_min,
-                                group_size=r.group_size, normalize=pre.adv_normalize)
+                                group_size=r.group_size, normalize=r.adv_normalize,
+                                cost_in=r.cost_in)
   gknobs = gated_gspo.GateKnobs.create(lam=lam, tau=r.tau, kappa=r.kappa)
   advantages = jax.jit(functools.partial(gated_gspo.gated_gspo_advantages, cfg=gate_cfg))
   sample_knobs = SampleKnobs.create(r.temperature)

@@ -100,6 +100,30 @@ def test_gated_reward_and_advantages_match_numpy():
     np.testing.assert_allclose(a, np.asarray(ref), rtol=1e-5, atol=1e-5)
 
 
+def test_cost_in_advantage_adds_the_unnormalised_cost_after_the_group_norm():
+  x = _inputs(seed=3)
+  knobs = gg.GateKnobs.create(lam=0.4, tau=0.5)
+  cfg_r = gg.GateCfg(group_size=G, gate="native_success", m_min=1)
+  cfg_a = gg.GateCfg(group_size=G, gate="native_success", m_min=1, cost_in="advantage")
+  g = np.asarray(gg.compute_gate(x["correct"], x["translated"], knobs, cfg=cfg_r))
+  a, _ = gg.gated_gspo_advantages(x["reward"], x["cost"], x["correct"], x["translated"], knobs,
+                                  cfg=cfg_a)
+  ref = []
+  for q in range(len(g)):
+    grp = np.asarray(x["reward"][q * G:(q + 1) * G], np.float64)
+    norm = (grp - grp.mean()) / (grp.std(ddof=1) + 1e-6)
+    ref.extend(norm - 0.4 * np.asarray(x["cost"][q * G:(q + 1) * G]) * g[q])
+  np.testing.assert_allclose(np.asarray(a), np.asarray(ref), rtol=1e-5, atol=1e-5)
+  # A group where every rollout pays the same charged cost: "reward" cancels it, "advantage" not.
+  same = dict(reward_B=np.ones(G), cost_B=np.ones(G), correct_B=np.ones(G),
+              translated_B=np.r_[np.zeros(2), np.ones(G - 2)])
+  for cfg, want in ((cfg_r, 0.0), (cfg_a, -0.4)):
+    adv, _ = gg.gated_gspo_advantages(**same, knobs=knobs, cfg=cfg)
+    np.testing.assert_allclose(np.asarray(adv), want, atol=1e-6)
+  with pytest.raises(ValueError, match="cost_in"):
+    gg.GateCfg(cost_in="loss")
+
+
 def test_end_to_end_jit_one_compile_for_a_knob_sweep():
   x = _inputs(seed=3)
   cfg = gg.GateCfg(gate="native_success", mode="soft", m_min=1, group_size=G)
