@@ -54,12 +54,14 @@ def get_config(arg=None):
   # native accuracy is >= tau. lams: the cost-sensitivity sweep; both families train at each.
   # adv_normalize: "std" (SPEC §1(a) 6, GRPO-style) or "none" (Dr.-style): with "std" a small
   # cost in an all-correct group becomes a unit-size advantage (docs/translate_r1.md §5).
+  # cost_in: "reward" (SPEC) or "advantage" (cost added after the normalisation).
+  # native_rows: rollouts per group forced to answer natively (gate evidence; 0 = off).
   c.rl = config_dict.ConfigDict(dict(
       steps=120, prompts_per_step=16, group_size=8, learning_rate=5e-4, warmup_steps=5,
       temperature=1.0, num_epochs=1, num_minibatches=1,
       gates=("native_success", "none"), lams=(0.1, 0.25, 0.5),
       tau=0.5, kappa=10.0, m_min=2, gate_mode="hard", track_every=20,
-      adv_normalize="std", cost_in="reward"))
+      adv_normalize="std", cost_in="reward", native_rows=0))
   # items_per_lang, raised per group to min_items_per_group (base has one language: without it
   # a quarter of R would rest on 10 items). alpha_max: top of the Pareto sweep; None = the
   # largest trained lambda (SPEC §1(a) 8: the sweep covers the trained range); the share over

@@ -252,6 +252,14 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   # update_step donates its state: copy, so the SFT params stay valid for the other variants.
   state = init_train_state(jax.tree.map(jnp.copy, params), ucfg)
   train_langs = ctx.world.names(split="train")
+  # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
+  # it): native evidence for the gate in every group, so a policy that always calls cannot blind
+  # it (docs/translate_r1.md §5).
+  if not 0 <= r.native_rows < r.group_size:
+    raise ValueError(f"config.rl.native_rows must be in [0, group_size={r.group_size}), got "
+                     f"{r.native_rows}")
+  prefixes = ([cipher.ANSWER_OPEN if i % r.group_size >= r.group_size - r.native_rows else ""
+               for i in range(r.prompts_per_step * r.group_size)] if r.native_rows else "")
   tracking = []
   for step in range(r.steps + 1):
     if step % r.track_every == 0 or step == r.steps:
@@ -266,7 +274,7 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
     step_key = jax.random.fold_in(key, step)
     out = tool_rollout(state.params, items, [it.text for it in items], ctx.env, ctx.tokenizer,
                        step_key, sample_knobs, model_cfg=ctx.model_cfg, cfg=ctx.loop_cfg,
-                       group_size=r.group_size)
+                       group_size=r.group_size, forced_prefix=prefixes)
     sc = ev.score_episodes(ctx.env, out)
     adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], sc["translated"], gknobs)
     ro = out.rollout

@@ -143,28 +143,41 @@ def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
 def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env: ToolEnv,
                  tokenizer: Tokenizer, key: jax.Array, knobs: SampleKnobs, *,
                  model_cfg: ModelConfig, cfg: ToolLoopCfg, group_size: int = 1,
-                 forced_prefix: str = "") -> ToolRollout:
+                 forced_prefix: str | Sequence[str] = "") -> ToolRollout:
   """Samples `group_size` multi-turn episodes per item (see the module docstring).
 
   Args:
     items: what `env.new_episode` takes, one per prompt.
     prompts: prompt text per item.
     key: PRNG key; turn t samples with `fold_in(key, t)`.
-    forced_prefix: text forced at the start of the first policy segment (loss_mask 0).
+    forced_prefix: text forced at the start of the first policy segment (loss_mask 0): one
+      string for every row, or one per row (len(items) * group_size; row r belongs to item
+      r // group_size), e.g. "<answer>" in a few rows per group to force native answers. A
+      per-row prefix must not be a tool call.
   """
   if len(items) != len(prompts):
     raise ValueError(f"tool_rollout: {len(items)} items but {len(prompts)} prompts")
   if group_size < 1:
     raise ValueError(f"tool_rollout: group_size must be >= 1, got {group_size}")
   num_rows = len(items) * group_size
-  prefix_ids = _encode(tokenizer, forced_prefix)
+  per_row = not isinstance(forced_prefix, str)
+  prefixes = list(forced_prefix) if per_row else [forced_prefix] * num_rows
+  if len(prefixes) != num_rows:
+    raise ValueError(f"tool_rollout: forced_prefix has {len(prefixes)} entries, expected one per "
+                     f"row ({len(items)} items x group_size {group_size} = {num_rows})")
+  for r, prefix in enumerate(prefixes if per_row else ()):
+    if prefix and env.parse_call(prefix) is not None:
+      raise ValueError(f"tool_rollout: per-row forced_prefix {prefix!r} (row {r}) is a tool "
+                       "call; force a call with one forced_prefix string for every row")
   prompt_ids = []
-  for i, text in enumerate(prompts):
-    ids = _encode(tokenizer, text) + prefix_ids
+  for r in range(num_rows):
+    text = prompts[r // group_size]
+    ids = _encode(tokenizer, text) + _encode(tokenizer, prefixes[r])
     if len(ids) > cfg.prompt_len:
-      raise ValueError(f"tool_rollout: prompt {i} (+ forced prefix) has {len(ids)} tokens, more "
-                       f"than ToolLoopCfg.prompt_len={cfg.prompt_len}: {text[:60]!r}")
-    prompt_ids.extend([ids] * group_size)
+      raise ValueError(f"tool_rollout: prompt {r // group_size} (+ forced prefix) has {len(ids)} "
+                       f"tokens, more than ToolLoopCfg.prompt_len={cfg.prompt_len}: "
+                       f"{text[:60]!r}")
+    prompt_ids.append(ids)
   episodes = [env.new_episode(items[r // group_size]) for r in range(num_rows)]
   resp_ids = [[] for _ in range(num_rows)]
   resp_mask = [[] for _ in range(num_rows)]
@@ -176,8 +189,11 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
   truncated = np.zeros(num_rows, bool)
   gen_cfg = GenerateCfg(max_new_tokens=cfg.turn_tokens, group_size=1, stop_ids=cfg.stop_ids,
                         pad_id=cfg.pad_id)
-  prefix_call = (env.parse_call(forced_prefix) if forced_prefix else None)
-  skip_first = prefix_call is not None and not isinstance(prefix_call, MalformedCall)
+  if per_row:
+    skip_first = False
+  else:
+    prefix_call = env.parse_call(forced_prefix) if forced_prefix else None
+    skip_first = prefix_call is not None and not isinstance(prefix_call, MalformedCall)
 
   for turn in range(cfg.max_calls + 1):
     if not active.any():
@@ -203,7 +219,7 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
         resp_logp[r] += [float(x) for x in new_logp[r][new_mask[r]]]
         resp_sample[r] += [float(x) for x in new_sample[r][new_mask[r]]]
         truncated[r] = bool(out.truncated_B[r])
-        texts[r] = (forced_prefix + " " if turn == 0 and forced_prefix else "") + \
+        texts[r] = (prefixes[r] + " " if turn == 0 and prefixes[r] else "") + \
             tokenizer.decode(ids)
     for r in np.flatnonzero(active):
       episode = episodes[r]

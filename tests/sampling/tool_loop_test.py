@@ -227,3 +227,31 @@ def test_no_recompile_across_steps():
 def test_too_long_prompt_is_a_clear_error():
   with pytest.raises(ValueError, match="prompt_len=6"):
     _rollout(prompts=["w11 w12 w13 w14 w15 w16 w17", "w20"])
+
+
+def test_per_row_forced_prefix_forces_answers_in_chosen_rows():
+  # Rows 6 and 7 of each group start with "w4" (an answer: ids < 10 never call), loss_mask 0.
+  prefixes = ["w4" if r % 8 >= 6 else "" for r in range(16)]
+  got = tool_loop.tool_rollout(PARAMS, ITEMS, ["w11 w12 w13", "w20 w21 w22 w23"], EchoEnv(),
+                               IdTokenizer(), jax.random.key(1), SampleKnobs.create(1.0),
+                               model_cfg=CFG, cfg=LOOP, group_size=8, forced_prefix=prefixes)
+  ro = got.rollout
+  tokens, mask = np.asarray(ro.tokens_BxL), np.asarray(ro.loss_mask_BxL)
+  p = LOOP.prompt_len
+  free_calls = 0
+  for r in range(16):
+    if prefixes[r]:
+      assert got.episodes[r].ledger.n_calls == 0 and len(got.segments[r]) == 1
+      assert got.transcripts[r].startswith("w4")
+      assert tokens[r, p - 1] == 4 and mask[r, :p].sum() == 0  # prefix is the prompt's last slot
+    else:
+      free_calls += got.episodes[r].ledger.n_calls
+  assert free_calls > 0  # the other rows still call the tool
+  with pytest.raises(ValueError, match="one per row"):
+    tool_loop.tool_rollout(PARAMS, ITEMS, PROMPTS, EchoEnv(), IdTokenizer(), jax.random.key(1),
+                           SampleKnobs.create(1.0), model_cfg=CFG, cfg=LOOP, group_size=8,
+                           forced_prefix=["w4"] * 3)
+  with pytest.raises(ValueError, match="is a tool call"):
+    tool_loop.tool_rollout(PARAMS, ITEMS, PROMPTS, EchoEnv(), IdTokenizer(), jax.random.key(1),
+                           SampleKnobs.create(1.0), model_cfg=CFG, cfg=LOOP, group_size=8,
+                           forced_prefix=["w14"] * 16)
