@@ -134,3 +134,20 @@ def test_training_rate_table_means_first_and_last_steps():
   table = ev.training_rate_table({"p": rows}, first=2, last=2)
   # xlow: mean(0, 0.2) = 0.1 -> mean(0.6, 1.0) = 0.8; gate 0.75 -> 0; tiers never logged: nan.
   assert "| p | nan → nan | nan → nan | nan → nan | 0.100 → 0.800 | 0.750 → 0.000 |" in table
+
+
+def test_native_rows_give_every_group_native_evidence(tmp_path):
+  config = _config("runlocal")
+  config.rl.steps = 1
+  config.rl.native_rows = 2  # of group_size 4
+  ctx = translate_r1.Context(config)
+  params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
+  writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
+  translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
+                        key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+  (row,) = metrics_lib.read_metrics(str(tmp_path / "metrics.jsonl"))
+  assert row["gate/n_native_mean"] >= 2.0 and row["tool/translate_rate"] <= 0.5
+  config.rl.native_rows = 4
+  with pytest.raises(ValueError, match="native_rows"):
+    translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
+                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
