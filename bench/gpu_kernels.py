@@ -272,28 +272,6 @@ def fused_logprob_correctness(cfg: dict, sink) -> None:
 # ----------------------------------------------------------------------------- 3. step_importance
 
 
-def step_batch(seed: int = 0, b: int = 11, k: int = 4, t: int = 40, a: int = 5,
-               max_len: int = 8):
-  """tests/kernels/step_importance_test.py::_batch (same draws for its defaults), any K >= 1."""
-  rng = np.random.default_rng(seed)
-  logp = -rng.gamma(2.0, 1.0, (b, k + 1, a)).astype(np.float32)
-  amask = np.zeros((b, k + 1, a), bool)
-  seg = np.full((b, t), -1, np.int32)
-  for i in range(b):
-    amask[i, :, :rng.integers(1, a + 1)] = True
-    n_steps = [0, 1, k][i] if i < 3 else int(rng.integers(min(2, k), k + 1))
-    start = int(rng.integers(0, 4))
-    for s in range(n_steps):
-      length = int(rng.integers(1, max_len))
-      seg[i, start:start + length] = s
-      start += length
-  resp = (seg >= 0).sum(1).astype(np.float32) + 3
-  resp[min(3, b - 1)] = 0
-  excess = np.where(rng.random(b) < 0.8, rng.integers(1, 20, b), 0).astype(np.float32)
-  excess[min(4, b - 1)] = 0
-  return logp, amask, seg, excess, resp
-
-
 def step_reference(batch, alpha, tau, normalization, weighting):
   """`kernels/step_importance/reference.py` (vmapped per response, written from SPEC.md §5 and
   itself tested against numpy loops) on the host CPU: fields in STEP_FIELDS order."""
@@ -322,8 +300,8 @@ def check_step(impl: str, normalization: str, weighting: str, batch, interpret: 
 
 
 def step_importance_correctness(cfg: dict, sink) -> None:
-  batches = {"test batch B=11 K=4 T=40 A=5": step_batch(),
-             "pow2 probe B=16 K=1 T=32 A=4": step_batch(b=16, k=1, t=32, a=4)}
+  batches = {"test batch B=11 K=4 T=40 A=5": sip_reference.random_inputs(),
+             "pow2 probe B=16 K=1 T=32 A=4": sip_reference.random_inputs(b=16, k=1, t=32, a=4)}
   for case, batch in batches.items():
     combos = [(n, w) for n in sip.NORMALIZATIONS for w in sip.WEIGHTINGS]
     if case.startswith("pow2"):
@@ -365,8 +343,8 @@ def time_interleaved(fns: dict, args, reps: int) -> dict:
 
 def step_timing(cfg: dict) -> dict:
   shape = cfg["step_time"]
-  batch = step_batch(b=shape["b"], k=shape["k"], t=shape["t"], a=shape["a"],
-                     max_len=max(2, (shape["t"] - 4) // shape["k"]))
+  batch = sip_reference.random_inputs(b=shape["b"], k=shape["k"], t=shape["t"], a=shape["a"],
+                                      max_len=max(2, (shape["t"] - 4) // shape["k"]))
   batch = tuple(jnp.asarray(x) for x in batch)
   fns, res = {}, dict(shape=shape, impls={})
   for impl in ("xla", "pallas"):

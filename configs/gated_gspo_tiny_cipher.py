@@ -68,7 +68,8 @@ def get_config(arg=None):
   # [0, 1] is reported as well.
   c.eval = config_dict.ConfigDict(dict(
       items_per_lang=10, min_items_per_group=60, track_items_per_lang=3, batch_size=128,
-      alpha_max=config_dict.placeholder(float), n_alpha=1001, plot=True))
+      alpha_max=config_dict.FieldReference(None, field_type=float), n_alpha=1001,
+      plot=True))
 
   if arg == "runlocal":
     c.model.num_layers = 1

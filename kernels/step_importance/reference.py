@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _one_response(logp_Kp1xA, mask_Kp1xA, seg_T, excess, resp, alpha, tau, normalization,
@@ -47,3 +48,27 @@ def step_penalties(answer_logp_BxKp1xA, answer_mask_BxKp1xA, segment_ids_BxT, ex
                                              weighting)
   return jax.vmap(one)(answer_logp_BxKp1xA, answer_mask_BxKp1xA, segment_ids_BxT, excess_len_B,
                        resp_len_B)
+
+
+def random_inputs(seed: int = 0, b: int = 11, k: int = 4, t: int = 40, a: int = 5,
+                  max_len: int = 8):
+  """Synthetic (answer_logp, answer_mask, segment_ids, excess_len, resp_len) numpy inputs for
+  tests and benchmarks: random responses plus the corner cases (rows 0-2: no step, one step,
+  K steps; row 3: |o| = 0; row 4: an incorrect response, E = 0). Any K >= 1, B >= 5."""
+  rng = np.random.default_rng(seed)
+  logp = -rng.gamma(2.0, 1.0, (b, k + 1, a)).astype(np.float32)
+  amask = np.zeros((b, k + 1, a), bool)
+  seg = np.full((b, t), -1, np.int32)
+  for i in range(b):
+    amask[i, :, :rng.integers(1, a + 1)] = True
+    n_steps = [0, 1, k][i] if i < 3 else int(rng.integers(min(2, k), k + 1))
+    start = int(rng.integers(0, 4))
+    for s in range(n_steps):
+      length = int(rng.integers(1, max_len))
+      seg[i, start:start + length] = s
+      start += length
+  resp = (seg >= 0).sum(1).astype(np.float32) + 3
+  resp[3] = 0
+  excess = np.where(rng.random(b) < 0.8, rng.integers(1, 20, b), 0).astype(np.float32)
+  excess[4] = 0
+  return logp, amask, seg, excess, resp

@@ -202,8 +202,8 @@ def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: Gate
   gated_B = gated_reward(reward_B, cost_B, g_Q, knobs.lam)
   if cfg.cost_in == "reward":
     adv_B = gated_advantages(gated_B, cfg=cfg)
-  else:
-    adv_B = gated_advantages(reward_B, cfg=cfg) - (reward_B - gated_B)
+  else:  # the charge lam * c_i * g_q, added after the normalisation of the base reward
+    adv_B = gated_advantages(reward_B, cfg=cfg) - (jnp.asarray(reward_B, jnp.float32) - gated_B)
   metrics = {
       "gate/mean": g_Q.mean(),
       "gate/p_native_mean": p_native_Q.mean(),

@@ -13,6 +13,7 @@ and the SFT / always-translate / never-translate policies, each on its own.
 """
 from __future__ import annotations
 
+import collections
 import math
 from typing import Any, Mapping, Sequence
 
@@ -46,7 +47,7 @@ def eval_items(world, n_per_lang: int, seed: int, domains: Sequence[str], *,
   (base has one language: without this, a quarter of the tier-balanced R rests on 10 items).
   """
   groups = lang_groups(world)
-  n_langs = {g: list(groups.values()).count(g) for g in set(groups.values())}
+  n_langs = collections.Counter(groups.values())
   items = []
   for i, lang in enumerate(world.names()):
     n = max(n_per_lang, -(-min_per_group // n_langs[groups[lang]]))

@@ -165,10 +165,15 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
   if len(prefixes) != num_rows:
     raise ValueError(f"tool_rollout: forced_prefix has {len(prefixes)} entries, expected one per "
                      f"row ({len(items)} items x group_size {group_size} = {num_rows})")
-  for r, prefix in enumerate(prefixes if per_row else ()):
-    if prefix and env.parse_call(prefix) is not None:
-      raise ValueError(f"tool_rollout: per-row forced_prefix {prefix!r} (row {r}) is a tool "
-                       "call; force a call with one forced_prefix string for every row")
+  if per_row:
+    for r, prefix in enumerate(prefixes):
+      if prefix and env.parse_call(prefix) is not None:
+        raise ValueError(f"tool_rollout: per-row forced_prefix {prefix!r} (row {r}) is a tool "
+                         "call; force a call with one forced_prefix string for every row")
+    skip_first = False
+  else:  # one prefix for all rows; a forced call skips the first generation
+    prefix_call = env.parse_call(forced_prefix) if forced_prefix else None
+    skip_first = prefix_call is not None and not isinstance(prefix_call, MalformedCall)
   prompt_ids = []
   for r in range(num_rows):
     text = prompts[r // group_size]
@@ -189,11 +194,6 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
   truncated = np.zeros(num_rows, bool)
   gen_cfg = GenerateCfg(max_new_tokens=cfg.turn_tokens, group_size=1, stop_ids=cfg.stop_ids,
                         pad_id=cfg.pad_id)
-  if per_row:
-    skip_first = False
-  else:
-    prefix_call = env.parse_call(forced_prefix) if forced_prefix else None
-    skip_first = prefix_call is not None and not isinstance(prefix_call, MalformedCall)
 
   for turn in range(cfg.max_calls + 1):
     if not active.any():

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rl_jax.kernels.step_importance import step_penalties
+from rl_jax.kernels.step_importance import reference, step_penalties
 
 FIELDS = ("importance_BxK", "norm_importance_BxK", "weights_BxK", "step_penalty_BxK",
           "step_len_BxK", "token_penalty_BxT")
@@ -51,23 +51,7 @@ def _numpy_reference(logp, amask, seg, excess, resp, alpha, tau, normalization, 
 
 def _batch(seed=0, b=11, k=4, t=40, a=5):
   """Random responses, plus the corner cases: no steps, one step, |o| = 0, incorrect (E = 0)."""
-  rng = np.random.default_rng(seed)
-  logp = -rng.gamma(2.0, 1.0, (b, k + 1, a)).astype(np.float32)
-  amask = np.zeros((b, k + 1, a), bool)
-  seg = np.full((b, t), -1, np.int32)
-  for i in range(b):
-    amask[i, :, :rng.integers(1, a + 1)] = True
-    n_steps = [0, 1, k][i] if i < 3 else int(rng.integers(2, k + 1))
-    start = int(rng.integers(0, 4))
-    for s in range(n_steps):
-      length = int(rng.integers(1, 8))
-      seg[i, start:start + length] = s
-      start += length
-  resp = (seg >= 0).sum(1).astype(np.float32) + 3
-  resp[3] = 0
-  excess = np.where(rng.random(b) < 0.8, rng.integers(1, 20, b), 0).astype(np.float32)
-  excess[4] = 0
-  return logp, amask, seg, excess, resp
+  return reference.random_inputs(seed, b, k, t, a)
 
 
 def _check(impl, normalization, weighting, **kw):
