@@ -45,10 +45,12 @@ def get_config(arg=None):
       min_lr_ratio=0.1))
   # tool_frac: demonstrations that call the tool (rare: the overconfident baseline);
   # tool_context_frac: demonstrations with the call and response as loss-0 context, so the
-  # policy can read a tool response without being taught to call.
+  # policy can read a tool response without being taught to call; train_call_syntax [I]: in
+  # those, the call after its first token is trained (the syntax, not the decision to call;
+  # without it about 40% of sampled calls were malformed, docs/translate_r1.md §5).
   c.sft = config_dict.ConfigDict(dict(
       steps=150, batch_size=32, learning_rate=1e-3, warmup_steps=10, num_examples=2000,
-      tool_frac=0.05, tool_context_frac=0.3))
+      tool_frac=0.05, tool_context_frac=0.3, train_call_syntax=True))
   # One GSPO update per rollout (num_minibatches=1): with eps 3e-4 a second, off-policy
   # mini-batch is almost entirely clipped. tau: the gate opens (cost charged) where the group's
   # native accuracy is >= tau. lams: the cost-sensitivity sweep; both families train at each.
@@ -56,12 +58,17 @@ def get_config(arg=None):
   # cost in an all-correct group becomes a unit-size advantage (docs/translate_r1.md §5).
   # cost_in: "reward" (SPEC) or "advantage" (cost added after the normalisation).
   # native_rows: rollouts per group forced to answer natively (gate evidence; 0 = off).
+  # cost_free_steps, cost_free_until_rate [I]: lambda is 0 until this many steps have passed or
+  # the sampled call rate of a step first reaches the rate (tool use is explored first).
+  # gate_history_decay [I]: pool each group's native evidence with a decayed per-language
+  # history of earlier steps (0 = the group alone, SPEC §1(a) 4).
   c.rl = config_dict.ConfigDict(dict(
       steps=120, prompts_per_step=16, group_size=8, learning_rate=5e-4, warmup_steps=5,
       temperature=1.0, num_epochs=1, num_minibatches=1,
       gates=("native_success", "none"), lams=(0.1, 0.25, 0.5),
       tau=0.5, kappa=10.0, m_min=2, gate_mode="hard", track_every=20,
-      adv_normalize="std", cost_in="reward", native_rows=0))
+      adv_normalize="std", cost_in="reward", native_rows=2, cost_free_steps=60,
+      cost_free_until_rate=0.4, gate_history_decay=0.9))
   # items_per_lang, raised per group to min_items_per_group (base has one language: without it
   # a quarter of R would rest on 10 items). alpha_max: top of the Pareto sweep; None = the
   # largest trained lambda (SPEC §1(a) 8: the sweep covers the trained range); the share over

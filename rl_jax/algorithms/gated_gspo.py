@@ -20,6 +20,13 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
     exactly where the model cannot (or does not) solve natively, which keeps the cost from
     suppressing tool use on incomprehensible inputs (the over-suppression the paper describes).
 
+  Running native evidence [I] (`NativeHistory`): a group can carry little native evidence of its
+  own (once a policy calls the tool in most rollouts, few answer natively). The recipe can then
+  pool the group's counts with a decayed per-language history of earlier steps,
+      p_native_q = (hits_q + H_l) / max(1, n_native_q + N_l),   n_native_q <- n_native_q + N_l,
+      H_l <- decay * (H_l + sum_{q in l} hits_q),   N_l <- decay * (N_l + sum_{q in l} n_native_q),
+    l the language of group q; decay = 0 is the group alone (SPEC §1(a) 4).
+
   Step 5, gated reward:   R_i = r_i - lam * c_i * g_q
   Step 6, advantage:      A_i = (R_i - mean_q R) / (std_q R + eps)   or Dr.-style R_i - mean_q R
 
@@ -116,23 +123,66 @@ def _rows(x_B, name: str, batch: int | None, where: str) -> jax.Array:
   return x_B
 
 
-def native_stats(correct_B, translated_B, *, group_size: int) -> tuple[jax.Array, jax.Array]:
-  """(p_native_Q, n_native_Q) per group of `group_size` consecutive rows (formulas above)."""
-  where = "native_stats"
+def native_counts(correct_B, translated_B, *, group_size: int) -> tuple[jax.Array, jax.Array]:
+  """(hits_Q, n_native_Q): correct native answers and native answers per group."""
+  where = "native_counts"
   correct_B = _rows(correct_B, "correct_B", None, where)
   translated_B = _rows(translated_B, "translated_B", correct_B.shape[0], where)
   num_groups = adv_lib.check_group_shape(correct_B.shape[0], group_size, where)
   native_QxG = (1.0 - translated_B).reshape(num_groups, group_size)
-  n_native_Q = native_QxG.sum(axis=1)
   hits_Q = (correct_B.reshape(num_groups, group_size) * native_QxG).sum(axis=1)
+  return hits_Q, native_QxG.sum(axis=1)
+
+
+def native_stats(correct_B, translated_B, *, group_size: int, prior_hits_Q=None,
+                 prior_n_Q=None) -> tuple[jax.Array, jax.Array]:
+  """(p_native_Q, n_native_Q) per group of `group_size` consecutive rows (formulas above),
+  pooled with prior counts (`NativeHistory.prior`) when given."""
+  hits_Q, n_native_Q = native_counts(correct_B, translated_B, group_size=group_size)
+  if (prior_hits_Q is None) != (prior_n_Q is None):
+    raise ValueError("native_stats: pass both prior_hits_Q and prior_n_Q, or neither")
+  if prior_hits_Q is not None:
+    for name, x in (("prior_hits_Q", prior_hits_Q), ("prior_n_Q", prior_n_Q)):
+      if jnp.shape(x) != hits_Q.shape:
+        raise ValueError(f"native_stats: {name} must have shape {hits_Q.shape} (one per group), "
+                         f"got {jnp.shape(x)}")
+    hits_Q = hits_Q + jnp.asarray(prior_hits_Q, jnp.float32)
+    n_native_Q = n_native_Q + jnp.asarray(prior_n_Q, jnp.float32)
   return hits_Q / jnp.maximum(n_native_Q, 1.0), n_native_Q
 
 
+@flax.struct.dataclass
+class NativeHistory:
+  """Decayed per-language native evidence [I]: hits_K (correct native answers) and n_K (native
+  answers) for K languages (integer ids chosen by the caller). Pure: `update` returns a new one."""
+  hits_K: jax.Array
+  n_K: jax.Array
+
+  @classmethod
+  def create(cls, num_langs: int) -> "NativeHistory":
+    return cls(hits_K=jnp.zeros((num_langs,), jnp.float32), n_K=jnp.zeros((num_langs,), jnp.float32))
+
+  def prior(self, lang_Q) -> tuple[jax.Array, jax.Array]:
+    """(prior_hits_Q, prior_n_Q) for groups whose languages are `lang_Q` (int ids)."""
+    lang_Q = jnp.asarray(lang_Q, jnp.int32)
+    return self.hits_K[lang_Q], self.n_K[lang_Q]
+
+  def update(self, lang_Q, hits_Q, n_native_Q, decay) -> "NativeHistory":
+    """H <- decay * (H + this step's counts per language). Groups of one language add up."""
+    num_langs = self.hits_K.shape[0]
+    lang_Q = jnp.asarray(lang_Q, jnp.int32)
+    add = lambda x_Q: jax.ops.segment_sum(jnp.asarray(x_Q, jnp.float32), lang_Q, num_langs)
+    return NativeHistory(hits_K=decay * (self.hits_K + add(hits_Q)),
+                         n_K=decay * (self.n_K + add(n_native_Q)))
+
+
 def gate_confidence(correct_B, translated_B, *, cfg: GateCfg, verbal_conf_B=None,
-                    first_token_logp_B=None) -> tuple[jax.Array, jax.Array]:
+                    first_token_logp_B=None, prior_hits_Q=None, prior_n_Q=None
+                    ) -> tuple[jax.Array, jax.Array]:
   """(conf_Q, n_native_Q) for the configured gate; conf is all ones for gate "none"."""
   where = f"gate_confidence(gate={cfg.gate!r})"
-  p_native_Q, n_native_Q = native_stats(correct_B, translated_B, group_size=cfg.group_size)
+  p_native_Q, n_native_Q = native_stats(correct_B, translated_B, group_size=cfg.group_size,
+                                        prior_hits_Q=prior_hits_Q, prior_n_Q=prior_n_Q)
   num_groups, batch = n_native_Q.shape[0], n_native_Q.shape[0] * cfg.group_size
   if cfg.gate == "none":
     return jnp.ones_like(p_native_Q), n_native_Q
@@ -150,11 +200,12 @@ def gate_confidence(correct_B, translated_B, *, cfg: GateCfg, verbal_conf_B=None
 
 
 def compute_gate(correct_B, translated_B, knobs: GateKnobs, *, cfg: GateCfg, verbal_conf_B=None,
-                 first_token_logp_B=None) -> jax.Array:
+                 first_token_logp_B=None, prior_hits_Q=None, prior_n_Q=None) -> jax.Array:
   """g_Q in [0, 1], one per group (formulas in the module docstring)."""
   conf_Q, n_native_Q = gate_confidence(correct_B, translated_B, cfg=cfg,
                                        verbal_conf_B=verbal_conf_B,
-                                       first_token_logp_B=first_token_logp_B)
+                                       first_token_logp_B=first_token_logp_B,
+                                       prior_hits_Q=prior_hits_Q, prior_n_Q=prior_n_Q)
   if cfg.gate == "none":
     return jnp.ones_like(conf_Q)
   enough_Q = (n_native_Q >= cfg.m_min).astype(jnp.float32)
@@ -185,7 +236,8 @@ def gated_advantages(gated_reward_B, *, cfg: GateCfg) -> jax.Array:
 
 
 def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: GateKnobs, *,
-                          cfg: GateCfg, verbal_conf_B=None, first_token_logp_B=None
+                          cfg: GateCfg, verbal_conf_B=None, first_token_logp_B=None,
+                          prior_hits_Q=None, prior_n_Q=None
                           ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Steps 4-6 end to end: (advantages_B, metrics). Jit with `cfg` static.
 
@@ -195,10 +247,13 @@ def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: Gate
     correct_B, translated_B: 0/1 per rollout (bool accepted).
     knobs: traced lam, tau, kappa.
     verbal_conf_B, first_token_logp_B: inputs of the "verbal_conf" / "logprob_conf" gates.
+    prior_hits_Q, prior_n_Q: native evidence pooled into each group's (`NativeHistory.prior`).
   """
+  prior = dict(prior_hits_Q=prior_hits_Q, prior_n_Q=prior_n_Q)
   g_Q = compute_gate(correct_B, translated_B, knobs, cfg=cfg, verbal_conf_B=verbal_conf_B,
-                     first_token_logp_B=first_token_logp_B)
-  p_native_Q, n_native_Q = native_stats(correct_B, translated_B, group_size=cfg.group_size)
+                     first_token_logp_B=first_token_logp_B, **prior)
+  p_native_Q, n_native_Q = native_stats(correct_B, translated_B, group_size=cfg.group_size,
+                                        **prior)
   gated_B = gated_reward(reward_B, cost_B, g_Q, knobs.lam)
   if cfg.cost_in == "reward":
     adv_B = gated_advantages(gated_B, cfg=cfg)

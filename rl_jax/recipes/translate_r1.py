@@ -181,8 +181,11 @@ NATIVE, TOOL, TOOL_CONTEXT = 0, 1, 2
 def demonstrations(ctx: Context, items, kinds) -> dict[str, np.ndarray]:
   """SFT examples in the rollout layout, per `kinds`: NATIVE "<answer> a </answer> EOS";
   TOOL the call, the tool's response (loss_mask 0) and the answer; TOOL_CONTEXT the same
-  with the call in context too (loss_mask 0): it teaches reading a tool response without
-  teaching to call. Built with `tool_loop.assemble`, so they match rollouts token for token."""
+  with the call's first token in context (loss_mask 0): it teaches reading a tool response
+  without teaching to call. With `sft.train_call_syntax` the rest of the call is trained there
+  (the syntax, not the decision: a post-trained model knows the tool format from its system
+  prompt); otherwise the whole call is context. Built with `tool_loop.assemble`, so they match
+  rollouts token for token."""
   tok = ctx.tokenizer
   prompts, resp, mask = [], [], []
   for it, kind in zip(items, kinds):
@@ -192,7 +195,10 @@ def demonstrations(ctx: Context, items, kinds) -> dict[str, np.ndarray]:
       episode = ctx.env.new_episode(it)
       result = ctx.env.execute(ctx.env.parse_call(CALL_TEXT, episode), episode)
       call, response = tok.encode(CALL_TEXT), tok.encode(result.text)
-      ids, m = call + response, [float(kind == TOOL)] * len(call) + [0.0] * len(response)
+      call_mask = [float(kind == TOOL)] * len(call)
+      if kind == TOOL_CONTEXT and ctx.config.sft.train_call_syntax:
+        call_mask = [0.0] + [1.0] * (len(call) - 1)
+      ids, m = call + response, call_mask + [0.0] * len(response)
     prompts.append(tok.encode(it.text))
     resp.append(ids + answer)
     mask.append(m + [1.0] * len(answer))
@@ -246,12 +252,23 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   gate_cfg = gated_gspo.GateCfg(gate=gate, mode=r.gate_mode, m_min=r.m_min,
                                 group_size=r.group_size, normalize=r.adv_normalize,
                                 cost_in=r.cost_in)
-  gknobs = gated_gspo.GateKnobs.create(lam=lam, tau=r.tau, kappa=r.kappa)
   advantages = jax.jit(functools.partial(gated_gspo.gated_gspo_advantages, cfg=gate_cfg))
+  native_counts = jax.jit(functools.partial(gated_gspo.native_counts, group_size=r.group_size))
+  if r.cost_free_steps < 0:
+    raise ValueError(f"config.rl.cost_free_steps must be >= 0, got {r.cost_free_steps}")
+  if not 0.0 < r.cost_free_until_rate <= 1.0:
+    raise ValueError(f"config.rl.cost_free_until_rate must be in (0, 1], got "
+                     f"{r.cost_free_until_rate}")
+  if not 0.0 <= r.gate_history_decay < 1.0:
+    raise ValueError(f"config.rl.gate_history_decay must be in [0, 1), got "
+                     f"{r.gate_history_decay}")
   sample_knobs = SampleKnobs.create(r.temperature)
   # update_step donates its state: copy, so the SFT params stay valid for the other variants.
   state = init_train_state(jax.tree.map(jnp.copy, params), ucfg)
   train_langs = ctx.world.names(split="train")
+  lang_index = {name: k for k, name in enumerate(train_langs)}
+  # Per-language native evidence pooled into each group's gate (0 decay: the group alone).
+  history = gated_gspo.NativeHistory.create(len(train_langs))
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
   # it (docs/translate_r1.md §5).
@@ -260,6 +277,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                      f"{r.native_rows}")
   prefixes = ([cipher.ANSWER_OPEN if i % r.group_size >= r.group_size - r.native_rows else ""
                for i in range(r.prompts_per_step * r.group_size)] if r.native_rows else "")
+  sampled_B = np.asarray([i % r.group_size < r.group_size - r.native_rows
+                          for i in range(r.prompts_per_step * r.group_size)])
+  charging = r.cost_free_steps == 0
   tracking = []
   for step in range(r.steps + 1):
     if step % r.track_every == 0 or step == r.steps:
@@ -276,7 +296,23 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                        step_key, sample_knobs, model_cfg=ctx.model_cfg, cfg=ctx.loop_cfg,
                        group_size=r.group_size, forced_prefix=prefixes)
     sc = ev.score_episodes(ctx.env, out)
-    adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], sc["translated"], gknobs)
+    called_B = ev.attempted_call(sc)  # its complement is the gate's native evidence
+    # No price until the sampled call rate reaches `cost_free_until_rate` or `cost_free_steps`
+    # have passed (lam is traced: no recompilation): the policy first finds out where the tool
+    # pays, and is charged while its call decision is still far from saturated (at p -> 1 the
+    # policy gradient of the decision vanishes). A hold, not a ramp: with "std" normalisation
+    # even a tiny cost in an all-correct group is a unit-size advantage.
+    charging = charging or step >= r.cost_free_steps or (
+        float(called_B[sampled_B].mean()) >= r.cost_free_until_rate)
+    lam_now = lam if charging else 0.0
+    gknobs = gated_gspo.GateKnobs.create(lam=lam_now, tau=r.tau, kappa=r.kappa)
+    lang_Q = np.asarray([lang_index[it.lang] for it in items], np.int32)
+    prior = {}
+    if r.gate_history_decay > 0:
+      prior = dict(zip(("prior_hits_Q", "prior_n_Q"), history.prior(lang_Q)))
+      history = history.update(lang_Q, *native_counts(sc["correct"], called_B),
+                               r.gate_history_decay)
+    adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], called_B, gknobs, **prior)
     ro = out.rollout
     batch = Batch(tokens_BxL=ro.tokens_BxL, valid_BxL=ro.valid_BxL, loss_mask_BxL=ro.loss_mask_BxL,
                   old_logp_BxL=ro.logp_policy_BxL, ref_logp_BxL=jnp.zeros_like(ro.logp_policy_BxL),
@@ -286,11 +322,14 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                                  group_size=r.group_size)
     row_tier = np.repeat([it.tier for it in items], r.group_size)
     logged = {**metrics_lib.to_host(gm), **metrics_lib.to_host(um),
-              "tool/malformed_rate": float(sc["malformed"].mean())}
+              "tool/malformed_rate": float(sc["malformed"].mean()), "gate/lam": lam_now}
     for tier in ev.TRAINED_TIERS:
       sel = row_tier == tier
       if sel.any():
         logged[f"tool/translate_rate_{tier}"] = float(sc["translated"][sel].mean())
+        native = sel & (called_B == 0)
+        if native.any():  # what the gate sees: the sampled native accuracy of the tier
+          logged[f"tool/native_acc_{tier}"] = float(sc["correct"][native].mean())
     metrics_lib.check_finite(logged, step)
     writer.write(step, logged)
   return state.params, tracking

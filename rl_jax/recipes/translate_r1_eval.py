@@ -68,6 +68,14 @@ def score_episodes(env, tool_out) -> dict[str, np.ndarray]:
   }
 
 
+def attempted_call(scores: Mapping[str, np.ndarray]) -> np.ndarray:
+  """1 where the rollout tried the tool (a translation or a malformed call), else 0: the
+  complement is the gate's native evidence. A malformed call is a failed tool attempt, not a
+  wrong native answer; counted as native, it drags p_native of a tool-using policy below tau
+  and closes the gate on every tier (docs/translate_r1.md §5)."""
+  return np.maximum(scores["translated"], scores["malformed"]).astype(np.float32)
+
+
 def evaluate(ctx, params, items: Sequence[Item], key: jax.Array, *, batch_size: int,
              forced_prefix: str = "") -> list[dict[str, Any]]:
   """Greedy episodes, one per item, in fixed-size chunks (the last is padded with copies)."""

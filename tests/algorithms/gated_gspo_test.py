@@ -181,3 +181,47 @@ def test_errors():
     gg.native_stats(x["correct"], x["translated"][:3], group_size=G)
   with pytest.raises(ValueError, match="g_Q"):
     gg.gated_reward(x["reward"], x["cost"], jnp.ones(3), 0.1)
+
+
+def test_native_history_pools_decayed_per_language_evidence():
+  """Three steps of a per-language dict loop in numpy vs NativeHistory + pooled native_stats."""
+  decay, num_langs, tau = 0.8, 3, 0.5
+  hist = gg.NativeHistory.create(num_langs)
+  ref_hits, ref_n = np.zeros(num_langs), np.zeros(num_langs)
+  cfg = gg.GateCfg(group_size=G, m_min=2)
+  knobs = gg.GateKnobs.create(tau=tau)
+  for step in range(3):
+    x = _inputs(seed=10 + step)
+    lang_Q = np.array([0, 2, 2, 1, 0])  # two groups of language 2 and of language 0 in one step
+    prior_hits, prior_n = hist.prior(lang_Q)
+    np.testing.assert_allclose(np.asarray(prior_hits), ref_hits[lang_Q], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(prior_n), ref_n[lang_Q], rtol=1e-6)
+    step_hits, step_n = np.zeros(num_langs), np.zeros(num_langs)
+    expected_gate = []
+    for q, lang in enumerate(lang_Q):
+      rows = range(q * G, (q + 1) * G)
+      native = [i for i in rows if x["translated"][i] == 0]
+      hits = sum(x["correct"][i] for i in native)
+      n = len(native) + ref_n[lang]
+      p = (hits + ref_hits[lang]) / max(1.0, n)
+      expected_gate.append(float(p >= tau and n >= 2))
+      step_hits[lang] += hits
+      step_n[lang] += len(native)
+    g = gg.compute_gate(x["correct"], x["translated"], knobs, cfg=cfg, prior_hits_Q=prior_hits,
+                        prior_n_Q=prior_n)
+    np.testing.assert_allclose(np.asarray(g), expected_gate)
+    hist = hist.update(lang_Q, *gg.native_counts(x["correct"], x["translated"], group_size=G),
+                       decay)
+    ref_hits, ref_n = decay * (ref_hits + step_hits), decay * (ref_n + step_n)
+  np.testing.assert_allclose(np.asarray(hist.hits_K), ref_hits, rtol=1e-6)
+  assert ref_n.min() > 0  # every language has evidence by now
+  # A group with no native rollout of its own still gets a gate from its language's history.
+  translated = np.ones(G, np.float32)
+  g = gg.compute_gate(np.ones(G), translated, knobs, cfg=cfg, prior_hits_Q=jnp.array([3.0]),
+                      prior_n_Q=jnp.array([4.0]))
+  np.testing.assert_allclose(np.asarray(g), [1.0])
+  with pytest.raises(ValueError, match="both prior_hits_Q and prior_n_Q"):
+    gg.native_stats(np.ones(G), translated, group_size=G, prior_hits_Q=jnp.array([3.0]))
+  with pytest.raises(ValueError, match="one per group"):
+    gg.native_stats(np.ones(G), translated, group_size=G, prior_hits_Q=jnp.zeros(2),
+                    prior_n_Q=jnp.zeros(2))

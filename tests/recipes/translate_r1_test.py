@@ -98,8 +98,11 @@ def test_unknown_config_argument_is_an_error():
     _config("fast")
 
 
-def test_demonstrations_mask_the_tool_response_and_context_calls():
-  ctx = translate_r1.Context(_config("runlocal"))
+@pytest.mark.parametrize("train_call_syntax", [True, False])
+def test_demonstrations_mask_the_tool_response_and_context_calls(train_call_syntax):
+  config = _config("runlocal")
+  config.sft.train_call_syntax = train_call_syntax
+  ctx = translate_r1.Context(config)
   items = ctx.world.sample_items(3, 0, langs=["xl1"], domains=["comparison"])
   kinds = [translate_r1.NATIVE, translate_r1.TOOL, translate_r1.TOOL_CONTEXT]
   data = translate_r1.demonstrations(ctx, items, kinds)
@@ -109,7 +112,8 @@ def test_demonstrations_mask_the_tool_response_and_context_calls():
   call = tok.encode("<tool_call> translate </tool_call>")
   expect_mask = [[1.0] * 4,
                  [1.0] * 3 + [0.0] * len(english[1]) + [1.0] * 4,
-                 [0.0] * 3 + [0.0] * len(english[2]) + [1.0] * 4]
+                 # context call: only the syntax after "<tool_call>" is trained, or nothing
+                 [0.0] + [float(train_call_syntax)] * 2 + [0.0] * len(english[2]) + [1.0] * 4]
   expect_ids = [answer[0], call + english[1] + answer[1], call + english[2] + answer[2]]
   for i in range(3):
     n = len(expect_ids[i])
@@ -151,3 +155,29 @@ def test_native_rows_give_every_group_native_evidence(tmp_path):
   with pytest.raises(ValueError, match="native_rows"):
     translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
                           key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+
+
+def test_malformed_calls_are_not_native_evidence():
+  """Constructed episodes: a translation, a malformed call, a correct and a wrong native answer.
+  The gate's native count is 2 (the native answers), its native accuracy 1/2."""
+  ctx = translate_r1.Context(_config("runlocal"))
+  (item,) = ctx.world.sample_items(1, 0, langs=["xl1"], domains=["comparison"])
+  env, episodes, texts = ctx.env, [], []
+  for kind in ("translate", "malformed", "right", "wrong"):
+    ep = env.new_episode(item)
+    answer = f"<answer> {item.answer} </answer>"
+    if kind == "translate":
+      answer = env.execute(env.parse_call("<tool_call> translate </tool_call>", ep), ep).text + answer
+    elif kind == "malformed":
+      env.execute(env.parse_call("<tool_call> nope </tool_call>", ep), ep)
+    elif kind == "wrong":
+      answer = f"<answer> {int(item.answer) + 1} </answer>"
+    episodes.append(ep)
+    texts.append(answer)
+  out = type("ToolOut", (), dict(transcripts=texts, episodes=episodes))
+  scores = ev.score_episodes(env, out)
+  np.testing.assert_array_equal(scores["translated"], [1, 0, 0, 0])
+  np.testing.assert_array_equal(ev.attempted_call(scores), [1, 1, 0, 0])
+  p_native, n_native = translate_r1.gated_gspo.native_stats(
+      scores["correct"], ev.attempted_call(scores), group_size=4)
+  assert float(n_native[0]) == 2.0 and float(p_native[0]) == 0.5
