@@ -73,13 +73,21 @@ class MetricWriter:
     path = os.path.join(workdir, "metrics.jsonl")
     if keep_records is not None:
       _keep_first_records(path, keep_records)
+    last_step = None
     if os.path.exists(path):
       with open(path, encoding="utf-8") as f:
-        self.num_records = sum(1 for _ in f)
+        lines = f.readlines()
+      self.num_records = len(lines)
+      last_step = json.loads(lines[-1])["step"] if lines else None
     self._jsonl = open(path, "a", encoding="utf-8")
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+      # A resumed run replays the steps after its checkpoint: `purge_step` tells TensorBoard to
+      # hide the earlier events files' records from that step on, as the JSONL cut does.
+      purge_step = None
+      if keep_records is not None:
+        purge_step = 0 if last_step is None else last_step + 1
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge_step)
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     self.num_records += 1
