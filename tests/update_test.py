@@ -136,3 +136,37 @@ def test_microbatch_count_must_divide_batch():
   knobs = UpdateKnobs.create(losses.LossKnobs.create(), 1e-3)
   with pytest.raises(ValueError, match="not divisible into 3 micro-batches"):
     update_step(init_train_state(jax.tree.map(jnp.copy, PARAMS), cfg), _batch(5), knobs, cfg=cfg)
+
+
+def test_train_on_rollout_shards_each_minibatch_over_data_and_fsdp(monkeypatch):
+  """With a mesh, every mini-batch reaches update_step with its rows split over (data, fsdp),
+  whole groups together, and no row lost or repeated."""
+  from rl_jax import sharding, update  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(sharding.MeshCfg(data=2, fsdp=2, tensor=2))
+  seen = []
+
+  def record(state, mini, knobs, *, cfg):
+    del knobs, cfg
+    seen.append(mini)
+    return state, {"loss/total": jnp.zeros(())}
+
+  monkeypatch.setattr(update, "update_step", record)
+  batch = _batch(5)
+  cfg = UpdateCfg(model=MODEL, loss=losses.LossCfg(), optim=optim.OptimCfg(1e-3))
+  knobs = UpdateKnobs.create(losses.LossKnobs.create(), 1e-3)
+  train_on_rollout(None, batch, knobs, jax.random.key(0), cfg=cfg, num_minibatches=2,
+                   group_size=2, mesh=mesh)
+  assert len(seen) == 2
+  host_tokens = np.asarray(batch.tokens_BxL)
+  rows_seen = []
+  for mini in seen:
+    tokens = mini.tokens_BxL
+    assert tokens.sharding.spec == sharding.batch_spec()
+    assert {s.data.shape for s in tokens.addressable_shards} == {(1, P + N)}  # 4 rows / 4 shards
+    assert mini.advantages_B.sharding.spec == sharding.batch_spec()
+    for row in np.asarray(tokens):
+      (index,) = np.flatnonzero((host_tokens == row).all(axis=1))
+      rows_seen.append(int(index))
+  assert sorted(rows_seen) == list(range(B))
+  groups = [sorted(rows_seen[i:i + 2]) for i in range(0, B, 2)]
+  assert all(g[0] % 2 == 0 and g[1] == g[0] + 1 for g in groups)  # groups stay together
