@@ -47,7 +47,8 @@ def get_config(arg=None):
   # tool_context_frac: demonstrations with the call and response as loss-0 context, so the
   # policy can read a tool response without being taught to call; train_call_syntax [I]: in
   # those, the call after its first token is trained (the syntax, not the decision to call;
-  # without it about 40% of sampled calls were malformed, docs/translate_r1.md §5).
+  # without it about two thirds of sampled call attempts were malformed, docs/translate_r1.md
+  # §5).
   c.sft = config_dict.ConfigDict(dict(
       steps=150, batch_size=32, learning_rate=1e-3, warmup_steps=10, num_examples=2000,
       tool_frac=0.05, tool_context_frac=0.3, train_call_syntax=True))
@@ -57,7 +58,8 @@ def get_config(arg=None):
   # adv_normalize: "std" (SPEC §1(a) 6, GRPO-style) or "none" (Dr.-style): with "std" a small
   # cost in an all-correct group becomes a unit-size advantage (docs/translate_r1.md §5).
   # cost_in: "reward" (SPEC) or "advantage" (cost added after the normalisation).
-  # native_rows: rollouts per group forced to answer natively (gate evidence; 0 = off).
+  # native_rows: rollouts per group forced to answer natively ("<answer>" forced with loss 0,
+  # the answer trained): gate evidence and a native contrast in every group (0 = off).
   # cost_free_steps, cost_free_until_rate [I]: lambda is 0 until this many steps have passed or
   # the sampled call rate of a step first reaches the rate (tool use is explored first).
   # gate_history_decay [I]: pool each group's native evidence with a decayed per-language
@@ -97,6 +99,7 @@ def get_config(arg=None):
     c.rl.prompts_per_step = 2
     c.rl.group_size = 4
     c.rl.warmup_steps = 0
+    c.rl.cost_free_steps = 1  # step 0 free, step 1 charged: both paths run
     c.rl.lams = (0.5,)
     c.rl.track_every = 2
     c.eval.items_per_lang = 1

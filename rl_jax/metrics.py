@@ -87,7 +87,10 @@ class MetricWriter:
       purge_step = None
       if keep_records is not None:
         purge_step = 0 if last_step is None else last_step + 1
-      self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge_step)
+      # The records-so-far suffix keeps a resume within the same second (the file name's clock)
+      # from reopening, and truncating, the previous events file.
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge_step,
+                               filename_suffix=f".r{self.num_records}")
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     self.num_records += 1

@@ -160,7 +160,8 @@ class NativeHistory:
 
   @classmethod
   def create(cls, num_langs: int) -> "NativeHistory":
-    return cls(hits_K=jnp.zeros((num_langs,), jnp.float32), n_K=jnp.zeros((num_langs,), jnp.float32))
+    zeros_K = jnp.zeros((num_langs,), jnp.float32)
+    return cls(hits_K=zeros_K, n_K=zeros_K)
 
   def prior(self, lang_Q) -> tuple[jax.Array, jax.Array]:
     """(prior_hits_Q, prior_n_Q) for groups whose languages are `lang_Q` (int ids)."""

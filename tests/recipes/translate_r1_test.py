@@ -167,7 +167,8 @@ def test_malformed_calls_are_not_native_evidence():
     ep = env.new_episode(item)
     answer = f"<answer> {item.answer} </answer>"
     if kind == "translate":
-      answer = env.execute(env.parse_call("<tool_call> translate </tool_call>", ep), ep).text + answer
+      call = env.parse_call("<tool_call> translate </tool_call>", ep)
+      answer = env.execute(call, ep).text + answer
     elif kind == "malformed":
       env.execute(env.parse_call("<tool_call> nope </tool_call>", ep), ep)
     elif kind == "wrong":
@@ -181,3 +182,27 @@ def test_malformed_calls_are_not_native_evidence():
   p_native, n_native = translate_r1.gated_gspo.native_stats(
       scores["correct"], ev.attempted_call(scores), group_size=4)
   assert float(n_native[0]) == 2.0 and float(p_native[0]) == 0.5
+
+
+def test_price_is_zero_until_the_cost_free_phase_ends(tmp_path):
+  config = _config("runlocal")
+  config.rl.steps = 3
+  config.rl.cost_free_steps = 2
+  config.rl.gate_history_decay = 0.5
+  ctx = translate_r1.Context(config)
+  params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
+  writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
+  translate_r1.rl_train(ctx, params, gate="native_success", lam=0.25,
+                        key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+  rows = metrics_lib.read_metrics(str(tmp_path / "metrics.jsonl"))
+  assert [row["gate/lam"] for row in rows] == [0.0, 0.0, 0.25]
+  # history pooled in: every group sees at least its own 2 forced native answers
+  assert all(row["gate/n_native_mean"] >= 2.0 for row in rows)
+  for field, bad in (("cost_free_until_rate", 0.0), ("gate_history_decay", 1.0),
+                     ("cost_free_steps", -1)):
+    broken = _config("runlocal")
+    broken.rl[field] = bad
+    with pytest.raises(ValueError, match=field):
+      translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success",
+                            lam=0.25, key=translate_r1.jax.random.key(1), writer=writer,
+                            track_items=[])
