@@ -275,10 +275,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   if not 0 <= r.native_rows < r.group_size:
     raise ValueError(f"config.rl.native_rows must be in [0, group_size={r.group_size}), got "
                      f"{r.native_rows}")
-  prefixes = ([cipher.ANSWER_OPEN if i % r.group_size >= r.group_size - r.native_rows else ""
-               for i in range(r.prompts_per_step * r.group_size)] if r.native_rows else "")
-  sampled_B = np.asarray([i % r.group_size < r.group_size - r.native_rows
-                          for i in range(r.prompts_per_step * r.group_size)])
+  sampled_B = np.arange(r.prompts_per_step * r.group_size) % r.group_size < (
+      r.group_size - r.native_rows)
+  prefixes = (["" if s else cipher.ANSWER_OPEN for s in sampled_B] if r.native_rows else "")
   charging = r.cost_free_steps == 0
   tracking = []
   for step in range(r.steps + 1):
