@@ -246,14 +246,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   """Stage 3: confidence-gated (or ungated) GSPO from `params`; returns (params, tracking),
   tracking = greedy translate rate per language on `track_items` every `track_every` steps."""
   r = ctx.config.rl
-  pre = losses.preset("gspo")
-  ucfg = UpdateCfg(model=ctx.model_cfg, loss=pre.cfg, optim=_optim_cfg(r, r.steps))
-  uknobs = UpdateKnobs.create(losses.LossKnobs.create(**pre.knobs), r.learning_rate)
-  gate_cfg = gated_gspo.GateCfg(gate=gate, mode=r.gate_mode, m_min=r.m_min,
-                                group_size=r.group_size, normalize=r.adv_normalize,
-                                cost_in=r.cost_in)
-  advantages = jax.jit(functools.partial(gated_gspo.gated_gspo_advantages, cfg=gate_cfg))
-  native_counts = jax.jit(functools.partial(gated_gspo.native_counts, group_size=r.group_size))
+  if not 0 <= r.native_rows < r.group_size:
+    raise ValueError(f"config.rl.native_rows must be in [0, group_size={r.group_size}), got "
+                     f"{r.native_rows}")
   if r.cost_free_steps < 0:
     raise ValueError(f"config.rl.cost_free_steps must be >= 0, got {r.cost_free_steps}")
   if not 0.0 < r.cost_free_until_rate <= 1.0:
@@ -262,6 +257,14 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   if not 0.0 <= r.gate_history_decay < 1.0:
     raise ValueError(f"config.rl.gate_history_decay must be in [0, 1), got "
                      f"{r.gate_history_decay}")
+  pre = losses.preset("gspo")
+  ucfg = UpdateCfg(model=ctx.model_cfg, loss=pre.cfg, optim=_optim_cfg(r, r.steps))
+  uknobs = UpdateKnobs.create(losses.LossKnobs.create(**pre.knobs), r.learning_rate)
+  gate_cfg = gated_gspo.GateCfg(gate=gate, mode=r.gate_mode, m_min=r.m_min,
+                                group_size=r.group_size, normalize=r.adv_normalize,
+                                cost_in=r.cost_in)
+  advantages = jax.jit(functools.partial(gated_gspo.gated_gspo_advantages, cfg=gate_cfg))
+  native_counts = jax.jit(functools.partial(gated_gspo.native_counts, group_size=r.group_size))
   sample_knobs = SampleKnobs.create(r.temperature)
   # update_step donates its state: copy, so the SFT params stay valid for the other variants.
   state = init_train_state(jax.tree.map(jnp.copy, params), ucfg)
@@ -272,9 +275,6 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
   # it (docs/translate_r1.md §5).
-  if not 0 <= r.native_rows < r.group_size:
-    raise ValueError(f"config.rl.native_rows must be in [0, group_size={r.group_size}), got "
-                     f"{r.native_rows}")
   sampled_B = np.arange(r.prompts_per_step * r.group_size) % r.group_size < (
       r.group_size - r.native_rows)
   prefixes = (["" if s else cipher.ANSWER_OPEN for s in sampled_B] if r.native_rows else "")

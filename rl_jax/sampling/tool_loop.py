@@ -174,14 +174,16 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
   else:  # one prefix for all rows; a forced call skips the first generation
     prefix_call = env.parse_call(forced_prefix) if forced_prefix else None
     skip_first = prefix_call is not None and not isinstance(prefix_call, MalformedCall)
+  # Each prompt and each distinct prefix is encoded once (rows of a group share the prompt).
+  text_ids = [_encode(tokenizer, text) for text in prompts]
+  prefix_ids = {p: _encode(tokenizer, p) for p in set(prefixes)}
   prompt_ids = []
   for r in range(num_rows):
-    text = prompts[r // group_size]
-    ids = _encode(tokenizer, text) + _encode(tokenizer, prefixes[r])
+    ids = text_ids[r // group_size] + prefix_ids[prefixes[r]]
     if len(ids) > cfg.prompt_len:
       raise ValueError(f"tool_rollout: prompt {r // group_size} (+ forced prefix) has {len(ids)} "
                        f"tokens, more than ToolLoopCfg.prompt_len={cfg.prompt_len}: "
-                       f"{text[:60]!r}")
+                       f"{prompts[r // group_size][:60]!r}")
     prompt_ids.append(ids)
   episodes = [env.new_episode(items[r // group_size]) for r in range(num_rows)]
   resp_ids = [[] for _ in range(num_rows)]
