@@ -22,6 +22,7 @@ Stages (all randomness from `config.seed`; the world itself from `config.world_s
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rl_jax import logprobs as logprobs_lib
 from rl_jax import metrics as metrics_lib
 from rl_jax import optim
 from rl_jax.algorithms import gated_gspo, losses
@@ -241,10 +243,21 @@ def sft(ctx: Context, params, writer) -> Any:
   return _supervised(ctx, params, s, batches, writer, "sft")
 
 
+KL_SCOPES = ("all", "native")
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _ref_logprobs(params, tokens_BxL, valid_BxL, *, cfg):
+  """Log-probs of the rollout under the KL reference at temperature 1 (the sampling
+  temperature of the config: `rl.temperature` is validated to be 1 when the KL term is on)."""
+  return logprobs_lib.token_logprobs(params, tokens_BxL, valid_BxL, cfg=cfg)
+
+
 def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, writer,
-             track_items) -> tuple[Any, list[dict]]:
+             track_items, ref_params=None) -> tuple[Any, list[dict]]:
   """Stage 3: confidence-gated (or ungated) GSPO from `params`; returns (params, tracking),
-  tracking = greedy translate rate per language on `track_items` every `track_every` steps."""
+  tracking = greedy translate rate per language on `track_items` every `track_every` steps.
+  With `rl.kl_beta` > 0 the KL reference is `ref_params` (default: `params`, the SFT policy)."""
   r = ctx.config.rl
   if not 0 <= r.native_rows < r.group_size:
     raise ValueError(f"config.rl.native_rows must be in [0, group_size={r.group_size}), got "
@@ -257,9 +270,28 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   if not 0.0 <= r.gate_history_decay < 1.0:
     raise ValueError(f"config.rl.gate_history_decay must be in [0, 1), got "
                      f"{r.gate_history_decay}")
+  if r.kl_beta < 0:
+    raise ValueError(f"config.rl.kl_beta must be >= 0, got {r.kl_beta}")
+  if r.kl_scope not in KL_SCOPES:
+    raise ValueError(f"config.rl.kl_scope must be one of {KL_SCOPES}, got {r.kl_scope!r}")
+  if r.kl_beta > 0 and r.temperature != 1.0:
+    raise ValueError("config.rl.kl_beta > 0 needs config.rl.temperature = 1 (the policy and "
+                     f"reference log-probs of the KL term are at temperature 1), got "
+                     f"{r.temperature}")
+  if r.kl_beta > 0 and r.kl_scope == "native" and (r.num_epochs, r.num_minibatches) != (1, 1):
+    raise ValueError("config.rl.kl_scope='native' needs num_epochs = num_minibatches = 1 (it "
+                     f"zeroes the KL off scope by ref = old log-probs); got {r.num_epochs}, "
+                     f"{r.num_minibatches}")
   pre = losses.preset("gspo")
-  ucfg = UpdateCfg(model=ctx.model_cfg, loss=pre.cfg, optim=_optim_cfg(r, r.steps))
-  uknobs = UpdateKnobs.create(losses.LossKnobs.create(**pre.knobs), r.learning_rate)
+  use_kl = r.kl_beta > 0
+  loss_cfg = dataclasses.replace(pre.cfg, use_kl_loss=use_kl) if use_kl else pre.cfg
+  ucfg = UpdateCfg(model=ctx.model_cfg, loss=loss_cfg, optim=_optim_cfg(r, r.steps))
+  uknobs = UpdateKnobs.create(losses.LossKnobs.create(**dict(pre.knobs, beta=r.kl_beta)),
+                              r.learning_rate)
+  # The KL reference is the policy RL starts from (the SFT policy), kept apart from the donated
+  # training state.
+  if use_kl:
+    ref_params = jax.tree.map(jnp.copy, params if ref_params is None else ref_params)
   gate_cfg = gated_gspo.GateCfg(gate=gate, mode=r.gate_mode, m_min=r.m_min,
                                 group_size=r.group_size, normalize=r.adv_normalize,
                                 cost_in=r.cost_in)
@@ -313,8 +345,17 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                                r.gate_history_decay)
     adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], called_B, gknobs, **prior)
     ro = out.rollout
+    ref_logp_BxL = jnp.zeros_like(ro.logp_policy_BxL)
+    if use_kl:
+      ref_logp_BxL = _ref_logprobs(ref_params, ro.tokens_BxL, ro.valid_BxL, cfg=ctx.model_cfg)
+      if r.kl_scope == "native":
+        # Rows that attempted a call take ref = old log-probs: with one update per rollout the
+        # k3 KL and its gradient are exactly 0 there (logp == old_logp at that update), so
+        # only the native answers are held near the SFT policy, not the call decision.
+        ref_logp_BxL = jnp.where(jnp.asarray(called_B, bool)[:, None], ro.logp_policy_BxL,
+                                 ref_logp_BxL)
     batch = Batch(tokens_BxL=ro.tokens_BxL, valid_BxL=ro.valid_BxL, loss_mask_BxL=ro.loss_mask_BxL,
-                  old_logp_BxL=ro.logp_policy_BxL, ref_logp_BxL=jnp.zeros_like(ro.logp_policy_BxL),
+                  old_logp_BxL=ro.logp_policy_BxL, ref_logp_BxL=ref_logp_BxL,
                   advantages_B=adv_B)
     state, um = train_on_rollout(state, batch, uknobs, jax.random.fold_in(step_key, 1), cfg=ucfg,
                                  num_epochs=r.num_epochs, num_minibatches=r.num_minibatches,

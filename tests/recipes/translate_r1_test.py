@@ -206,3 +206,36 @@ def test_price_is_zero_until_the_cost_free_phase_ends(tmp_path):
       translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success",
                             lam=0.25, key=translate_r1.jax.random.key(1), writer=writer,
                             track_items=[])
+
+
+@pytest.mark.parametrize("scope", ["all", "native"])
+def test_kl_reference_is_the_starting_policy(tmp_path, scope):
+  """kl_beta > 0: by default the KL reference is the policy RL starts from, so the logged KL is
+  0 at every step while nothing moves the policy (the tiny random policy earns no reward); a
+  different reference gives a positive KL and KL loss. Bad KL settings are refused."""
+  config = _config("runlocal")
+  config.rl.steps = 2
+  config.rl.kl_beta = 1.0
+  config.rl.kl_scope = scope
+  ctx = translate_r1.Context(config)
+  params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
+  other = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(7))
+  runs = {}
+  for name, ref in (("other", other), ("self", None)):
+    writer = metrics_lib.MetricWriter(str(tmp_path / name), tensorboard=False)
+    translate_r1.rl_train(ctx, params, gate="native_success", lam=0.25,
+                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[],
+                          ref_params=ref)
+    runs[name] = metrics_lib.read_metrics(str(tmp_path / name / "metrics.jsonl"))
+  assert all(row["reward/base_mean"] == 0 for row in runs["self"])
+  assert all(row["kl/k3"] == 0 and row["loss/kl"] == 0 for row in runs["self"])
+  assert all(row["kl/k3"] > 1e-3 and row["loss/kl"] > 1e-3 for row in runs["other"])
+  writer = metrics_lib.MetricWriter(str(tmp_path / "broken"), tensorboard=False)
+  for field, bad in (("kl_beta", -0.1), ("kl_scope", "answers"), ("temperature", 0.7)):
+    broken = _config("runlocal")
+    broken.rl.kl_beta = 0.1
+    broken.rl[field] = bad
+    with pytest.raises(ValueError, match=field):
+      translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success",
+                            lam=0.25, key=translate_r1.jax.random.key(1), writer=writer,
+                            track_items=[])
