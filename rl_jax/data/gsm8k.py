@@ -22,64 +22,64 @@ _MARKER = "####"
 
 @dataclasses.dataclass(frozen=True)
 class MathProblem:
-    """`solution`: the worked text before `####` (annotations kept); `answer`: the text after it."""
+  """`solution`: the worked text before `####` (annotations kept); `answer`: the text after it."""
 
-    question: str
-    solution: str
-    answer: str
+  question: str
+  solution: str
+  answer: str
 
 
 def _parse_line(line: str, where: str) -> MathProblem:
-    expected = 'a JSON object {"question": str, "answer": str ending in "#### <answer>"}'
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: invalid JSON ({e.msg} at column {e.colno}); "
-                         f"expected {expected}") from None
-    if not isinstance(row, dict):
-        raise ValueError(f"{where}: got a JSON {type(row).__name__}; expected {expected}")
-    for key in ("question", "answer"):
-        if key not in row:
-            raise ValueError(f"{where}: missing key {key!r} (keys: {sorted(row)}); "
-                             f"expected {expected}")
-        if not isinstance(row[key], str):
-            raise ValueError(f"{where}: key {key!r} is a {type(row[key]).__name__}; "
-                             f"expected {expected}")
-    text = row["answer"]
-    count = text.count(_MARKER)
-    if count != 1:
-        raise ValueError(f"{where}: 'answer' contains {_MARKER!r} {count} times; expected "
-                         f"exactly one final '{_MARKER} <answer>'")
-    solution, answer = text.split(_MARKER)
-    answer = answer.strip()
-    if not answer:
-        raise ValueError(f"{where}: nothing after {_MARKER!r} in 'answer'; expected "
-                         f"'{_MARKER} <answer>'")
-    return MathProblem(question=row["question"], solution=solution.rstrip(), answer=answer)
+  expected = 'a JSON object {"question": str, "answer": str ending in "#### <answer>"}'
+  try:
+    row = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{where}: invalid JSON ({e.msg} at column {e.colno}); "
+                     f"expected {expected}") from None
+  if not isinstance(row, dict):
+    raise ValueError(f"{where}: got a JSON {type(row).__name__}; expected {expected}")
+  for key in ("question", "answer"):
+    if key not in row:
+      raise ValueError(f"{where}: missing key {key!r} (keys: {sorted(row)}); "
+                       f"expected {expected}")
+    if not isinstance(row[key], str):
+      raise ValueError(f"{where}: key {key!r} is a {type(row[key]).__name__}; "
+                       f"expected {expected}")
+  text = row["answer"]
+  count = text.count(_MARKER)
+  if count != 1:
+    raise ValueError(f"{where}: 'answer' contains {_MARKER!r} {count} times; expected "
+                     f"exactly one final '{_MARKER} <answer>'")
+  solution, answer = text.split(_MARKER)
+  answer = answer.strip()
+  if not answer:
+    raise ValueError(f"{where}: nothing after {_MARKER!r} in 'answer'; expected "
+                     f"'{_MARKER} <answer>'")
+  return MathProblem(question=row["question"], solution=solution.rstrip(), answer=answer)
 
 
 def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None) -> list[MathProblem]:
-    """All problems of the bundled `split`, or of the JSONL file at `path` (then `split` is unused).
+  """All problems of the bundled `split`, or of the JSONL file at `path` (then `split` is unused).
 
-    Raises ValueError naming `file:line` for any malformed line (bad JSON, missing or non-string
-    key, no or several `####`, empty answer, blank line, bad UTF-8); no row is ever skipped.
-    """
-    if path is None:
-        if split not in SPLITS:
-            raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-        path = ASSET_DIR / f"{split}.jsonl"
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ValueError(f"GSM8K file not found: {path}")
-    problems = []
-    with open(path, "rb") as f:  # bytes, so a bad encoding is also reported with its line
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start}); "
-                                 f"expected a UTF-8 JSON object") from None
-            if not line.strip():
-                raise ValueError(f"{path}:{lineno}: blank line; expected a JSON object")
-            problems.append(_parse_line(line, f"{path}:{lineno}"))
-    return problems
+  Raises ValueError naming `file:line` for any malformed line (bad JSON, missing or non-string
+  key, no or several `####`, empty answer, blank line, bad UTF-8); no row is ever skipped.
+  """
+  if path is None:
+    if split not in SPLITS:
+      raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    path = ASSET_DIR / f"{split}.jsonl"
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise ValueError(f"GSM8K file not found: {path}")
+  problems = []
+  with open(path, "rb") as f:  # bytes, so a bad encoding is also reported with its line
+    for lineno, raw in enumerate(f, start=1):
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise ValueError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start}); "
+                         f"expected a UTF-8 JSON object") from None
+      if not line.strip():
+        raise ValueError(f"{path}:{lineno}: blank line; expected a JSON object")
+      problems.append(_parse_line(line, f"{path}:{lineno}"))
+  return problems

@@ -17,7 +17,7 @@ from rl_jax.rewards.math_answer import (answers_equal, extract_answer, math_rewa
     ("0.1", Fraction(1, 10)),  # exact, not the binary float 0.1
 ])
 def test_normalize_number_accepts(text, value):
-    assert normalize_number(text) == value
+  assert normalize_number(text) == value
 
 
 @pytest.mark.parametrize("text", [
@@ -25,7 +25,7 @@ def test_normalize_number_accepts(text, value):
     "5 6", "1..", "\u0663", "1" * 300, None, 7,
 ])
 def test_normalize_number_rejects(text):
-    assert normalize_number(text) is None
+  assert normalize_number(text) is None
 
 
 @pytest.mark.parametrize("text,answer", [
@@ -50,7 +50,7 @@ def test_normalize_number_rejects(text):
     (None, None),
 ])
 def test_extract_answer(text, answer):
-    assert extract_answer(text) == answer
+  assert extract_answer(text) == answer
 
 
 @pytest.mark.parametrize("pred,gold,equal", [
@@ -60,7 +60,7 @@ def test_extract_answer(text, answer):
     (None, "72", False), ("seventy-two", "72", False), ("Yes", "yes", True), ("no", "yes", False),
 ])
 def test_answers_equal(pred, gold, equal):
-    assert answers_equal(pred, gold) is equal
+  assert answers_equal(pred, gold) is equal
 
 
 @pytest.mark.parametrize("completion,gold,reward", [
@@ -73,4 +73,4 @@ def test_answers_equal(pred, gold, equal):
     (None, "72", 0.0),
 ])
 def test_math_reward(completion, gold, reward):
-    assert math_reward(completion, gold) == reward
+  assert math_reward(completion, gold) == reward
