@@ -52,6 +52,9 @@ def get_config(arg=None):
   c.sft = config_dict.ConfigDict(dict(
       steps=150, batch_size=32, learning_rate=1e-3, warmup_steps=10, num_examples=2000,
       tool_frac=0.05, tool_context_frac=0.3, train_call_syntax=True))
+  # learning_rate 5e-4: 2e-4 keeps the native (High) accuracy that 5e-4 loses to answer drift,
+  # but learns the call decision too slowly for the price: at lambda >= 0.25 the gated policies
+  # then lose tool use in 2 of 3 seeds (docs/translate_r1.md §5).
   # One GSPO update per rollout (num_minibatches=1): with eps 3e-4 a second, off-policy
   # mini-batch is almost entirely clipped. tau: the gate opens (cost charged) where the group's
   # native accuracy is >= tau. lams: the cost-sensitivity sweep; both families train at each.
