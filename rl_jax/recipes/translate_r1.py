@@ -270,6 +270,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   if not 0.0 <= r.gate_history_decay < 1.0:
     raise ValueError(f"config.rl.gate_history_decay must be in [0, 1), got "
                      f"{r.gate_history_decay}")
+  if r.lr_drop_step >= 0 and not 0.0 < r.lr_drop_factor <= 1.0:
+    raise ValueError(f"config.rl.lr_drop_factor must be in (0, 1], got {r.lr_drop_factor}")
   if r.kl_beta < 0:
     raise ValueError(f"config.rl.kl_beta must be >= 0, got {r.kl_beta}")
   if r.kl_scope not in KL_SCOPES:
@@ -319,6 +321,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
       tracking.append({"step": step, **ev.summarize(recs, 1.0)["per_lang_translate"]})
     if step == r.steps:
       break
+    if step == r.lr_drop_step:
+      # The peak learning rate is traced: lowering it recompiles nothing.
+      uknobs = UpdateKnobs(uknobs.loss, jnp.float32(r.learning_rate * r.lr_drop_factor))
     step_rng = np.random.default_rng([ctx.config.seed, 4, step])
     items = ctx.world.sample_items(r.prompts_per_step, step_rng, langs=train_langs,
                                    domains=ctx.config.domains, stratify=True)

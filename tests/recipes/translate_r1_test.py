@@ -239,3 +239,30 @@ def test_kl_reference_is_the_starting_policy(tmp_path, scope):
       translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success",
                             lam=0.25, key=translate_r1.jax.random.key(1), writer=writer,
                             track_items=[])
+
+
+def test_lr_drop_lowers_the_peak_learning_rate_from_its_step(tmp_path):
+  """The logged learning rate (schedule included) equals the run without a drop before
+  `lr_drop_step` and `lr_drop_factor` times it from then on."""
+  logged = {}
+  for name, drop_step in (("plain", -1), ("drop", 2)):
+    config = _config("runlocal")
+    config.rl.steps = 4
+    config.rl.lr_drop_step = drop_step
+    config.rl.lr_drop_factor = 0.25
+    ctx = translate_r1.Context(config)
+    params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
+    writer = metrics_lib.MetricWriter(str(tmp_path / name), tensorboard=False)
+    translate_r1.rl_train(ctx, params, gate="native_success", lam=0.25,
+                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+    logged[name] = np.array([row["optim/lr"] for row in
+                             metrics_lib.read_metrics(str(tmp_path / name / "metrics.jsonl"))])
+  assert np.all(logged["plain"] > 0)
+  np.testing.assert_allclose(logged["drop"], logged["plain"] * np.array([1, 1, 0.25, 0.25]),
+                             rtol=1e-6)
+  broken = _config("runlocal")
+  broken.rl.lr_drop_step = 1
+  broken.rl.lr_drop_factor = 1.5
+  with pytest.raises(ValueError, match="lr_drop_factor"):
+    translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success", lam=0.25,
+                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
