@@ -355,8 +355,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
       ref_logp_BxL = _ref_logprobs(ref_params, ro.tokens_BxL, ro.valid_BxL, cfg=ctx.model_cfg)
       if r.kl_scope == "native":
         # Rows that attempted a call take ref = old log-probs: with one update per rollout the
-        # k3 KL and its gradient are exactly 0 there (logp == old_logp at that update), so
-        # only the native answers are held near the SFT policy, not the call decision.
+        # k3 KL and its gradient vanish there (logp == old_logp at that update, up to the
+        # sampler-vs-forward difference of ~1e-5), so only the native answers are held near
+        # the SFT policy, not the call decision.
         ref_logp_BxL = jnp.where(jnp.asarray(called_B, bool)[:, None], ro.logp_policy_BxL,
                                  ref_logp_BxL)
     batch = Batch(tokens_BxL=ro.tokens_BxL, valid_BxL=ro.valid_BxL, loss_mask_BxL=ro.loss_mask_BxL,
