@@ -11,6 +11,8 @@ build the [N, V] tensor (see docs/benchmarks.md).
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -74,3 +76,10 @@ def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: 
     return logp_BxL
   entropy_N = jnp.where(target_valid_N, entropy_N, 0.0)
   return logp_BxL, jnp.concatenate([zero_col, entropy_N.reshape(b, l - 1)], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "implementation"))
+def reference_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: ModelConfig,
+                       implementation: str = "naive") -> jax.Array:
+  """`token_logprobs` at temperature 1, jitted: log pi_ref of a rollout for a KL term."""
+  return token_logprobs(params, tokens_BxL, valid_BxL, cfg=cfg, implementation=implementation)

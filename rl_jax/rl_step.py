@@ -14,7 +14,6 @@ seed, computes the same rewards, and calls the same programs in the same order.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Any, Sequence
 
@@ -111,8 +110,9 @@ def rl_iteration(state: TrainState, ref_params, problems_fn, key: jax.Array, ctx
       {"tokens": payload["tokens"], "valid": payload["valid"], "loss_mask": payload["loss_mask"],
        "old_logp": payload["old_logp"], "advantages": adv_B}, ctx.mesh)
   if ctx.update_cfg.loss.use_kl_loss:
-    ref_logp = _ref_logprobs(ref_params, rows["tokens"], rows["valid"], cfg=ctx.model_cfg,
-                             implementation=ctx.update_cfg.logprob_impl)
+    ref_logp = logprobs_lib.reference_logprobs(ref_params, rows["tokens"], rows["valid"],
+                                               cfg=ctx.model_cfg,
+                                               implementation=ctx.update_cfg.logprob_impl)
   else:
     ref_logp = sharding.shard_batch(np.zeros(np.shape(payload["tokens"]), np.float32), ctx.mesh)
   batch = Batch(tokens_BxL=rows["tokens"], valid_BxL=rows["valid"],
@@ -140,6 +140,3 @@ def rl_iteration(state: TrainState, ref_params, problems_fn, key: jax.Array, ctx
   return state, {**update_metrics, **host}
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "implementation"))
-def _ref_logprobs(params, tokens, valid, *, cfg, implementation):
-  return logprobs_lib.token_logprobs(params, tokens, valid, cfg=cfg, implementation=implementation)

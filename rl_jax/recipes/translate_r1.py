@@ -246,13 +246,6 @@ def sft(ctx: Context, params, writer) -> Any:
 KL_SCOPES = ("all", "native")
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _ref_logprobs(params, tokens_BxL, valid_BxL, *, cfg):
-  """Log-probs of the rollout under the KL reference at temperature 1 (the sampling
-  temperature of the config: `rl.temperature` is validated to be 1 when the KL term is on)."""
-  return logprobs_lib.token_logprobs(params, tokens_BxL, valid_BxL, cfg=cfg)
-
-
 def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, writer,
              track_items, ref_params=None) -> tuple[Any, list[dict]]:
   """Stage 3: confidence-gated (or ungated) GSPO from `params`; returns (params, tracking),
@@ -286,8 +279,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                      f"{r.num_minibatches}")
   pre = losses.preset("gspo")
   use_kl = r.kl_beta > 0
-  loss_cfg = dataclasses.replace(pre.cfg, use_kl_loss=use_kl) if use_kl else pre.cfg
-  ucfg = UpdateCfg(model=ctx.model_cfg, loss=loss_cfg, optim=_optim_cfg(r, r.steps))
+  ucfg = UpdateCfg(model=ctx.model_cfg, loss=dataclasses.replace(pre.cfg, use_kl_loss=use_kl),
+                   optim=_optim_cfg(r, r.steps))
   uknobs = UpdateKnobs.create(losses.LossKnobs.create(**dict(pre.knobs, beta=r.kl_beta)),
                               r.learning_rate)
   # The KL reference is the policy RL starts from (the SFT policy), kept apart from the donated
@@ -352,7 +345,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
     ro = out.rollout
     ref_logp_BxL = jnp.zeros_like(ro.logp_policy_BxL)
     if use_kl:
-      ref_logp_BxL = _ref_logprobs(ref_params, ro.tokens_BxL, ro.valid_BxL, cfg=ctx.model_cfg)
+      # At temperature 1, like the update's log-probs (rl.temperature is validated to be 1).
+      ref_logp_BxL = logprobs_lib.reference_logprobs(ref_params, ro.tokens_BxL, ro.valid_BxL,
+                                                     cfg=ctx.model_cfg)
       if r.kl_scope == "native":
         # Rows that attempted a call take ref = old log-probs: with one update per rollout the
         # k3 KL and its gradient vanish there (logp == old_logp at that update, up to the
