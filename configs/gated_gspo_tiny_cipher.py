@@ -52,9 +52,11 @@ def get_config(arg=None):
   c.sft = config_dict.ConfigDict(dict(
       steps=150, batch_size=32, learning_rate=1e-3, warmup_steps=10, num_examples=2000,
       tool_frac=0.05, tool_context_frac=0.3, train_call_syntax=True))
-  # learning_rate 5e-4: 2e-4 keeps the native (High) accuracy that 5e-4 loses to answer drift,
-  # but learns the call decision too slowly for the price: at lambda >= 0.25 the gated policies
-  # then lose tool use in 2 of 3 seeds (docs/translate_r1.md §5).
+  # learning_rate 2e-4 with decision_weight 10 [I]: at 5e-4 the native answers drift (High
+  # accuracy falls ~10 points); at 2e-4 alone the call decision is learned too slowly for the
+  # price and gated lambda >= 0.25 loses tool use in 2 of 3 seeds. decision_weight scales the
+  # advantage of the call decision (the first policy token of a sampled rollout) alone, through
+  # GSPO-token (gated_gspo.decision_weighted_advantages; 1 = plain GSPO; docs/translate_r1.md §5).
   # One GSPO update per rollout (num_minibatches=1): with eps 3e-4 a second, off-policy
   # mini-batch is almost entirely clipped. tau: the gate opens (cost charged) where the group's
   # native accuracy is >= tau. lams: the cost-sensitivity sweep; both families train at each.
@@ -73,13 +75,13 @@ def get_config(arg=None):
   # in the GSPO preset); scope "all" = every policy token, "native" = only the rows that did not
   # attempt a call (the native answers; needs one update per rollout).
   c.rl = config_dict.ConfigDict(dict(
-      steps=120, prompts_per_step=16, group_size=8, learning_rate=5e-4, warmup_steps=5,
+      steps=120, prompts_per_step=16, group_size=8, learning_rate=2e-4, warmup_steps=5,
       temperature=1.0, num_epochs=1, num_minibatches=1,
       gates=("native_success", "none"), lams=(0.1, 0.25, 0.5),
       tau=0.5, kappa=10.0, m_min=2, gate_mode="hard", track_every=20,
       adv_normalize="std", cost_in="reward", native_rows=2, cost_free_steps=60,
       cost_free_until_rate=0.4, gate_history_decay=0.9, kl_beta=0.0, kl_scope="all",
-      lr_drop_step=-1, lr_drop_factor=1.0))
+      lr_drop_step=-1, lr_drop_factor=1.0, decision_weight=10.0))
   # items_per_lang, raised per group to min_items_per_group (base has one language: without it
   # a quarter of R would rest on 10 items). alpha_max: top of the Pareto sweep; None = the
   # largest trained lambda (SPEC §1(a) 8: the sweep covers the trained range); the share over

@@ -270,3 +270,31 @@ def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: Gate
       "tool/translate_rate": jnp.asarray(translated_B, jnp.float32).mean(),
   }
   return adv_B, metrics
+
+
+def decision_weighted_advantages(adv_B, decision_BxL, weight) -> jax.Array:
+  """Per-token advantages that scale the call decision's gradient alone [I].
+
+      A_{i,t} = A_i * (1 + (weight - 1) * d_{i,t}),   d_{i,t} = 1 on the decision token.
+
+  Fed to GSPO-token (`losses.preset("gspo_token")`: s_{i,t} = sg[s_i] pi(y_t) / sg[pi(y_t)],
+  token mean per sequence), the ratios and clipping are GSPO's (every s_{i,t} equals s_i, and a
+  positive weight never moves a token to the other side of the clip), and the gradient is
+  GSPO's with the decision token's entry times `weight` (weight 1: GSPO's loss and gradient). Why: in GSPO the one token that decides whether to
+  call shares the sequence's 1/|y_i| credit with every answer token, so under Adam the shared
+  weights move mostly for the answers. At a learning rate small enough to keep the native
+  answers from drifting the decision is then learned too slowly for the price
+  (docs/translate_r1.md §5); weighting it makes the decision fast without a larger step on the
+  answers.
+
+  Args:
+    adv_B: [B] sequence advantages.
+    decision_BxL: [B, L] 0/1 marks of the decision token (at most one per row).
+    weight: scale of the decision token's advantage (1 = plain GSPO).
+  """
+  adv_B = jnp.asarray(adv_B, jnp.float32)
+  decision_BxL = jnp.asarray(decision_BxL, jnp.float32)
+  if adv_B.ndim != 1 or decision_BxL.shape[:1] != adv_B.shape:
+    raise ValueError(f"decision_weighted_advantages: expected adv_B [B] and decision_BxL [B, L] "
+                     f"with the same B, got {adv_B.shape} and {decision_BxL.shape}")
+  return adv_B[:, None] * (1.0 + (jnp.asarray(weight, jnp.float32) - 1.0) * decision_BxL)

@@ -277,7 +277,11 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
     raise ValueError("config.rl.kl_scope='native' needs num_epochs = num_minibatches = 1 (it "
                      f"zeroes the KL off scope by ref = old log-probs); got {r.num_epochs}, "
                      f"{r.num_minibatches}")
-  pre = losses.preset("gspo")
+  if r.decision_weight <= 0:
+    raise ValueError(f"config.rl.decision_weight must be > 0, got {r.decision_weight}")
+  # GSPO-token with per-token advantages equals GSPO in value; it lets the decision token's
+  # gradient be scaled alone (rl.decision_weight).
+  pre = losses.preset("gspo" if r.decision_weight == 1.0 else "gspo_token")
   use_kl = r.kl_beta > 0
   ucfg = UpdateCfg(model=ctx.model_cfg, loss=dataclasses.replace(pre.cfg, use_kl_loss=use_kl),
                    optim=_optim_cfg(r, r.steps))
@@ -306,6 +310,11 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
       r.group_size - r.native_rows)
   prefixes = (["" if s else cipher.ANSWER_OPEN for s in sampled_B] if r.native_rows else "")
   charging = r.cost_free_steps == 0
+  # The call decision is the first policy token of the sampled rows (the forced native rows hold
+  # "<answer>" in the prompt slots: their first policy token is an answer token). Its advantage
+  # is scaled by rl.decision_weight (gated_gspo.decision_weighted_advantages).
+  decision_BxL = np.zeros((len(sampled_B), ctx.loop_cfg.total_len), np.float32)
+  decision_BxL[sampled_B, ctx.loop_cfg.prompt_len] = 1.0
   tracking = []
   for step in range(r.steps + 1):
     if step % r.track_every == 0 or step == r.steps:
@@ -357,7 +366,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                                  ref_logp_BxL)
     batch = Batch(tokens_BxL=ro.tokens_BxL, valid_BxL=ro.valid_BxL, loss_mask_BxL=ro.loss_mask_BxL,
                   old_logp_BxL=ro.logp_policy_BxL, ref_logp_BxL=ref_logp_BxL,
-                  advantages_B=adv_B)
+                  advantages_B=adv_B,
+                  advantages_BxL=None if r.decision_weight == 1.0 else
+                  gated_gspo.decision_weighted_advantages(adv_B, decision_BxL, r.decision_weight))
     state, um = train_on_rollout(state, batch, uknobs, jax.random.fold_in(step_key, 1), cfg=ucfg,
                                  num_epochs=r.num_epochs, num_minibatches=r.num_minibatches,
                                  group_size=r.group_size)

@@ -225,3 +225,48 @@ def test_native_history_pools_decayed_per_language_evidence():
   with pytest.raises(ValueError, match="one per group"):
     gg.native_stats(np.ones(G), translated, group_size=G, prior_hits_Q=jnp.zeros(2),
                     prior_n_Q=jnp.zeros(2))
+
+
+def test_decision_weight_scales_only_the_decision_gradient_of_gspo():
+  """GSPO-token with decision-weighted advantages: the gradient of GSPO with the decision
+  token's entry times the weight (hand-derived, numpy)."""
+  from rl_jax.algorithms import losses
+  rng = np.random.default_rng(3)
+  b, length, weight = 6, 9, 10.0
+  mask = np.zeros((b, length), np.float32)
+  decision = np.zeros((b, length), np.float32)
+  for i, (start, n) in enumerate([(2, 5), (2, 7), (3, 3), (2, 1), (4, 5), (2, 6)]):
+    mask[i, start:start + n] = 1.0
+    if i != 4:  # row 4 has no decision token (a forced native row)
+      decision[i, start] = 1.0
+  old = np.log(rng.uniform(0.1, 0.9, (b, length))).astype(np.float32)
+  # Within GSPO's clip range (eps 3e-4 / 4e-4), so no sequence is clipped.
+  logp = (old + rng.uniform(-1e-4, 1e-4, (b, length))).astype(np.float32)
+  adv = rng.normal(size=b).astype(np.float32)
+  adv_BxL = gg.decision_weighted_advantages(adv, decision, weight)
+  np.testing.assert_allclose(np.asarray(adv_BxL),
+                             adv[:, None] * np.where(decision > 0, weight, 1.0), rtol=1e-6)
+
+  # Reference: n_i tokens, s_i = exp(mean_t (logp - old)); L = -(1/B) sum_i A_i s_i.
+  n = mask.sum(1)
+  s = np.exp((mask * (logp - old)).sum(1) / n)
+  weight_BxL = np.where(decision > 0, weight, 1.0)
+  ref_value_gspo = -(adv * s).mean()
+  ref_value_weighted = -(adv * s * (mask * weight_BxL).sum(1) / n).mean()
+  ref_grad_gspo = -(adv * s / n)[:, None] * mask / b
+  ref_grad_weighted = ref_grad_gspo * weight_BxL
+  for name, a, ref_value, ref_grad in (
+      ("gspo", adv, ref_value_gspo, ref_grad_gspo),
+      ("gspo_token", adv_BxL, ref_value_weighted, ref_grad_weighted)):
+    pre = losses.preset(name)
+
+    def f(lp, pre=pre, a=a):
+      s_, d_, _ = losses.policy_loss(lp, old, a, mask, losses.LossKnobs.create(**pre.knobs),
+                                     cfg=pre.cfg)
+      return s_ / d_
+
+    value, grad = jax.value_and_grad(f)(jnp.asarray(logp))
+    np.testing.assert_allclose(float(value), ref_value, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=1e-4, atol=1e-7)
+  with pytest.raises(ValueError, match="same B"):
+    gg.decision_weighted_advantages(adv[:3], decision, weight)

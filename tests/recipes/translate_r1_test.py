@@ -266,3 +266,39 @@ def test_lr_drop_lowers_the_peak_learning_rate_from_its_step(tmp_path):
   with pytest.raises(ValueError, match="lr_drop_factor"):
     translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success", lam=0.25,
                           key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+
+
+def test_decision_weight_marks_the_first_policy_token_of_sampled_rows(tmp_path, monkeypatch):
+  """rl.decision_weight: the update gets per-token advantages A_i * w on the first policy token
+  (slot P) of the sampled rows only, A_i elsewhere, and nothing before P is a policy token."""
+  config = _config("runlocal")
+  config.rl.steps = 1
+  config.rl.native_rows = 1  # of group_size 4: rows 3, 7 are forced native
+  config.rl.decision_weight = 10.0
+  ctx = translate_r1.Context(config)
+  params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
+  writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
+  seen = []
+  real = translate_r1.train_on_rollout
+
+  def spy(state, batch, *args, **kwargs):
+    seen.append(batch)
+    return real(state, batch, *args, **kwargs)
+
+  monkeypatch.setattr(translate_r1, "train_on_rollout", spy)
+  translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
+                        key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+  (batch,) = seen
+  p = ctx.loop_cfg.prompt_len
+  mask = np.asarray(batch.loss_mask_BxL)
+  assert not mask[:, :p].any() and mask[:, p].all()
+  adv_B = np.asarray(batch.advantages_B)
+  sampled_B = np.arange(len(adv_B)) % config.rl.group_size < config.rl.group_size - 1
+  expected = np.repeat(adv_B[:, None], mask.shape[1], axis=1)
+  expected[sampled_B, p] *= 10.0
+  np.testing.assert_allclose(np.asarray(batch.advantages_BxL), expected, rtol=1e-6)
+  broken = _config("runlocal")
+  broken.rl.decision_weight = 0.0
+  with pytest.raises(ValueError, match="decision_weight"):
+    translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success", lam=0.5,
+                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
