@@ -67,8 +67,9 @@ def get_config(arg=None):
   # the answer trained): gate evidence and a native contrast in every group (0 = off).
   # cost_free_steps, cost_free_until_rate [I]: lambda is 0 until this many steps have passed or
   # the sampled call rate of a step first reaches the rate (tool use is explored first).
-  # gate_history_decay [I]: pool each group's native evidence with a decayed per-language
-  # history of earlier steps (0 = the group alone, SPEC §1(a) 4).
+  # gate_history_decay [I]: pool each group's native evidence with a decayed history of
+  # earlier steps (0 = the group alone, SPEC §1(a) 4); gate_history_key [I]: one history per
+  # "language" or per "language_domain" pair.
   # lr_drop_step, lr_drop_factor [I]: from this RL step on the peak learning rate is multiplied
   # by the factor (-1 = never): a fast start for the call decision, small steps for the answers.
   # kl_beta, kl_scope [I]: k3 KL to the SFT policy (the RL start) with this weight (0 = off, as
@@ -80,8 +81,8 @@ def get_config(arg=None):
       gates=("native_success", "none"), lams=(0.1, 0.25, 0.5),
       tau=0.5, kappa=10.0, m_min=2, gate_mode="hard", track_every=20,
       adv_normalize="std", cost_in="reward", native_rows=2, cost_free_steps=60,
-      cost_free_until_rate=0.4, gate_history_decay=0.9, kl_beta=0.0, kl_scope="all",
-      lr_drop_step=-1, lr_drop_factor=1.0, decision_weight=10.0))
+      cost_free_until_rate=0.4, gate_history_decay=0.9, gate_history_key="language",
+      kl_beta=0.0, kl_scope="all", lr_drop_step=-1, lr_drop_factor=1.0, decision_weight=10.0))
   # items_per_lang, raised per group to min_items_per_group (base has one language: without it
   # a quarter of R would rest on 10 items). alpha_max: top of the Pareto sweep; None = the
   # largest trained lambda (SPEC §1(a) 8: the sweep covers the trained range); the share over

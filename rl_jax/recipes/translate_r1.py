@@ -244,6 +244,16 @@ def sft(ctx: Context, params, writer) -> Any:
 
 
 KL_SCOPES = ("all", "native")
+HISTORY_KEYS = ("language", "language_domain")
+
+
+def history_cells(langs, domains, key: str) -> dict[tuple[str, str], int]:
+  """(language, domain) -> index of the gate-history cell its groups pool into: one cell per
+  language (key "language"), or one per (language, domain) pair ("language_domain")."""
+  if key == "language":
+    return {(lang, d): k for k, lang in enumerate(langs) for d in domains}
+  return {(lang, d): k * len(domains) + j for k, lang in enumerate(langs)
+          for j, d in enumerate(domains)}
 
 
 def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, writer,
@@ -260,6 +270,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   if not 0.0 < r.cost_free_until_rate <= 1.0:
     raise ValueError(f"config.rl.cost_free_until_rate must be in (0, 1], got "
                      f"{r.cost_free_until_rate}")
+  if r.gate_history_key not in HISTORY_KEYS:
+    raise ValueError(f"config.rl.gate_history_key must be one of {HISTORY_KEYS}, got "
+                     f"{r.gate_history_key!r}")
   if not 0.0 <= r.gate_history_decay < 1.0:
     raise ValueError(f"config.rl.gate_history_decay must be in [0, 1), got "
                      f"{r.gate_history_decay}")
@@ -300,9 +313,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   # update_step donates its state: copy, so the SFT params stay valid for the other variants.
   state = init_train_state(jax.tree.map(jnp.copy, params), ucfg)
   train_langs = ctx.world.names(split="train")
-  lang_index = {name: k for k, name in enumerate(train_langs)}
+  history_cell = history_cells(train_langs, ctx.config.domains, r.gate_history_key)
   # Per-language native evidence pooled into each group's gate (0 decay: the group alone).
-  history = gated_gspo.NativeHistory.create(len(train_langs))
+  history = gated_gspo.NativeHistory.create(len(set(history_cell.values())))
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
   # it (docs/translate_r1.md §5).
@@ -344,11 +357,11 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
         float(called_B[sampled_B].mean()) >= r.cost_free_until_rate)
     lam_now = lam if charging else 0.0
     gknobs = gated_gspo.GateKnobs.create(lam=lam_now, tau=r.tau, kappa=r.kappa)
-    lang_Q = np.asarray([lang_index[it.lang] for it in items], np.int32)
+    cell_Q = np.asarray([history_cell[it.lang, it.domain] for it in items], np.int32)
     prior = {}
     if r.gate_history_decay > 0:
-      prior = dict(zip(("prior_hits_Q", "prior_n_Q"), history.prior(lang_Q)))
-      history = history.update(lang_Q, *native_counts(sc["correct"], called_B),
+      prior = dict(zip(("prior_hits_Q", "prior_n_Q"), history.prior(cell_Q)))
+      history = history.update(cell_Q, *native_counts(sc["correct"], called_B),
                                r.gate_history_decay)
     adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], called_B, gknobs, **prior)
     ro = out.rollout

@@ -302,3 +302,25 @@ def test_decision_weight_marks_the_first_policy_token_of_sampled_rows(tmp_path, 
   with pytest.raises(ValueError, match="decision_weight"):
     translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success", lam=0.5,
                           key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+
+
+def test_history_cells_pool_by_language_or_by_language_and_domain(tmp_path):
+  langs, domains = ("en", "a", "b"), ("x", "y")
+  assert translate_r1.history_cells(langs, domains, "language") == {
+      ("en", "x"): 0, ("en", "y"): 0, ("a", "x"): 1, ("a", "y"): 1, ("b", "x"): 2, ("b", "y"): 2}
+  assert translate_r1.history_cells(langs, domains, "language_domain") == {
+      ("en", "x"): 0, ("en", "y"): 1, ("a", "x"): 2, ("a", "y"): 3, ("b", "x"): 4, ("b", "y"): 5}
+  config = _config("runlocal")
+  config.rl.steps = 2
+  config.rl.gate_history_key = "language_domain"
+  ctx = translate_r1.Context(config)
+  params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
+  writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
+  translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
+                        key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+  rows = metrics_lib.read_metrics(str(tmp_path / "metrics.jsonl"))
+  assert len(rows) == 2 and all(0.0 <= row["gate/mean"] <= 1.0 for row in rows)
+  config.rl.gate_history_key = "domain"
+  with pytest.raises(ValueError, match="gate_history_key"):
+    translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
+                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
