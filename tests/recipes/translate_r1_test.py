@@ -22,6 +22,16 @@ def _config(arg):
   return module.get_config(arg)
 
 
+def _gated_rl_metrics(config, workdir, *, lam: float) -> list[dict]:
+  """Gated RL from a fresh random init under `config`; returns the per-step metrics rows."""
+  ctx = translate_r1.Context(config)
+  params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
+  writer = metrics_lib.MetricWriter(str(workdir), tensorboard=False)
+  translate_r1.rl_train(ctx, params, gate="native_success", lam=lam,
+                        key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+  return metrics_lib.read_metrics(str(workdir / "metrics.jsonl"))
+
+
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("translate_r1"))
@@ -189,12 +199,7 @@ def test_price_is_zero_until_the_cost_free_phase_ends(tmp_path):
   config.rl.steps = 3
   config.rl.cost_free_steps = 2
   config.rl.gate_history_decay = 0.5
-  ctx = translate_r1.Context(config)
-  params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
-  writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
-  translate_r1.rl_train(ctx, params, gate="native_success", lam=0.25,
-                        key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
-  rows = metrics_lib.read_metrics(str(tmp_path / "metrics.jsonl"))
+  rows = _gated_rl_metrics(config, tmp_path, lam=0.25)
   assert [row["gate/lam"] for row in rows] == [0.0, 0.0, 0.25]
   # history pooled in: every group sees at least its own 2 forced native answers
   assert all(row["gate/n_native_mean"] >= 2.0 for row in rows)
@@ -203,9 +208,7 @@ def test_price_is_zero_until_the_cost_free_phase_ends(tmp_path):
     broken = _config("runlocal")
     broken.rl[field] = bad
     with pytest.raises(ValueError, match=field):
-      translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success",
-                            lam=0.25, key=translate_r1.jax.random.key(1), writer=writer,
-                            track_items=[])
+      _gated_rl_metrics(broken, tmp_path / field, lam=0.25)
 
 
 @pytest.mark.parametrize("scope", ["all", "native"])
@@ -236,9 +239,7 @@ def test_kl_reference_is_the_starting_policy(tmp_path, scope):
     broken.rl.kl_beta = 0.1
     broken.rl[field] = bad
     with pytest.raises(ValueError, match=field):
-      translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success",
-                            lam=0.25, key=translate_r1.jax.random.key(1), writer=writer,
-                            track_items=[])
+      _gated_rl_metrics(broken, tmp_path / field, lam=0.25)
 
 
 def test_lr_drop_lowers_the_peak_learning_rate_from_its_step(tmp_path):
@@ -313,14 +314,8 @@ def test_history_cells_pool_by_language_or_by_language_and_domain(tmp_path):
   config = _config("runlocal")
   config.rl.steps = 2
   config.rl.gate_history_key = "language_domain"
-  ctx = translate_r1.Context(config)
-  params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
-  writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
-  translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
-                        key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
-  rows = metrics_lib.read_metrics(str(tmp_path / "metrics.jsonl"))
+  rows = _gated_rl_metrics(config, tmp_path / "pairs", lam=0.5)
   assert len(rows) == 2 and all(0.0 <= row["gate/mean"] <= 1.0 for row in rows)
   config.rl.gate_history_key = "domain"
   with pytest.raises(ValueError, match="gate_history_key"):
-    translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
-                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+    _gated_rl_metrics(config, tmp_path / "bad", lam=0.5)
