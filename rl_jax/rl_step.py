@@ -138,5 +138,3 @@ def rl_iteration(state: TrainState, ref_params, problems_fn, key: jax.Array, ctx
                "rollout/draws": float(info["num_draws"]), "time/rollout_s": t_rollout,
                "time/update_s": t_update})
   return state, {**update_metrics, **host}
-
-

@@ -280,12 +280,13 @@ def decision_weighted_advantages(adv_B, decision_BxL, weight) -> jax.Array:
   Fed to GSPO-token (`losses.preset("gspo_token")`: s_{i,t} = sg[s_i] pi(y_t) / sg[pi(y_t)],
   token mean per sequence), the ratios and clipping are GSPO's (every s_{i,t} equals s_i, and a
   positive weight never moves a token to the other side of the clip), and the gradient is
-  GSPO's with the decision token's entry times `weight` (weight 1: GSPO's loss and gradient). Why: in GSPO the one token that decides whether to
-  call shares the sequence's 1/|y_i| credit with every answer token, so under Adam the shared
-  weights move mostly for the answers. At a learning rate small enough to keep the native
-  answers from drifting the decision is then learned too slowly for the price
-  (docs/translate_r1.md §5); weighting it makes the decision fast without a larger step on the
-  answers.
+  GSPO's with the decision token's entry times `weight` (weight 1: GSPO's loss and gradient).
+
+  Why: in GSPO the one token that decides whether to call shares the sequence's 1/|y_i| credit
+  with every answer token, so under Adam the shared weights move mostly for the answers. At a
+  learning rate small enough to keep the native answers from drifting, the decision is then
+  learned too slowly for the price (docs/translate_r1.md §5); weighting it makes the decision
+  fast without a larger step on the answers.
 
   Args:
     adv_B: [B] sequence advantages.

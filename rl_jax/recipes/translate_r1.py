@@ -292,8 +292,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                      f"{r.num_minibatches}")
   if r.decision_weight <= 0:
     raise ValueError(f"config.rl.decision_weight must be > 0, got {r.decision_weight}")
-  # GSPO-token with per-token advantages equals GSPO in value; it lets the decision token's
-  # gradient be scaled alone (rl.decision_weight).
+  # GSPO-token keeps GSPO's sequence ratio and clipping and takes per-token advantages, so the
+  # decision token's gradient can be scaled alone (rl.decision_weight).
   pre = losses.preset("gspo" if r.decision_weight == 1.0 else "gspo_token")
   use_kl = r.kl_beta > 0
   ucfg = UpdateCfg(model=ctx.model_cfg, loss=dataclasses.replace(pre.cfg, use_kl_loss=use_kl),
@@ -314,7 +314,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   state = init_train_state(jax.tree.map(jnp.copy, params), ucfg)
   train_langs = ctx.world.names(split="train")
   history_cell = history_cells(train_langs, ctx.config.domains, r.gate_history_key)
-  # Per-language native evidence pooled into each group's gate (0 decay: the group alone).
+  # Native evidence per history cell (language, or language and domain) pooled into each
+  # group's gate (0 decay: the group alone).
   history = gated_gspo.NativeHistory.create(len(set(history_cell.values())))
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
@@ -328,6 +329,7 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   # is scaled by rl.decision_weight (gated_gspo.decision_weighted_advantages).
   decision_BxL = np.zeros((len(sampled_B), ctx.loop_cfg.total_len), np.float32)
   decision_BxL[sampled_B, ctx.loop_cfg.prompt_len] = 1.0
+  decision_BxL = jnp.asarray(decision_BxL)  # on device once, not every step
   tracking = []
   for step in range(r.steps + 1):
     if step % r.track_every == 0 or step == r.steps:

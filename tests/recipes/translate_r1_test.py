@@ -251,13 +251,8 @@ def test_lr_drop_lowers_the_peak_learning_rate_from_its_step(tmp_path):
     config.rl.steps = 4
     config.rl.lr_drop_step = drop_step
     config.rl.lr_drop_factor = 0.25
-    ctx = translate_r1.Context(config)
-    params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
-    writer = metrics_lib.MetricWriter(str(tmp_path / name), tensorboard=False)
-    translate_r1.rl_train(ctx, params, gate="native_success", lam=0.25,
-                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
     logged[name] = np.array([row["optim/lr"] for row in
-                             metrics_lib.read_metrics(str(tmp_path / name / "metrics.jsonl"))])
+                             _gated_rl_metrics(config, tmp_path / name, lam=0.25)])
   assert np.all(logged["plain"] > 0)
   np.testing.assert_allclose(logged["drop"], logged["plain"] * np.array([1, 1, 0.25, 0.25]),
                              rtol=1e-6)
@@ -265,8 +260,7 @@ def test_lr_drop_lowers_the_peak_learning_rate_from_its_step(tmp_path):
   broken.rl.lr_drop_step = 1
   broken.rl.lr_drop_factor = 1.5
   with pytest.raises(ValueError, match="lr_drop_factor"):
-    translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success", lam=0.25,
-                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+    _gated_rl_metrics(broken, tmp_path / "bad", lam=0.25)
 
 
 def test_decision_weight_marks_the_first_policy_token_of_sampled_rows(tmp_path, monkeypatch):
@@ -301,8 +295,7 @@ def test_decision_weight_marks_the_first_policy_token_of_sampled_rows(tmp_path, 
   broken = _config("runlocal")
   broken.rl.decision_weight = 0.0
   with pytest.raises(ValueError, match="decision_weight"):
-    translate_r1.rl_train(translate_r1.Context(broken), params, gate="native_success", lam=0.5,
-                          key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
+    _gated_rl_metrics(broken, tmp_path / "bad", lam=0.5)
 
 
 def test_history_cells_pool_by_language_or_by_language_and_domain(tmp_path):
