@@ -69,7 +69,9 @@ def get_config(arg=None):
   # the sampled call rate of a step first reaches the rate (tool use is explored first).
   # gate_history_decay [I]: pool each group's native evidence with a decayed history of
   # earlier steps (0 = the group alone, SPEC §1(a) 4); gate_history_key [I]: one history per
-  # "language" or per "language_domain" pair.
+  # "language" or per "language_domain" pair (the finer one lets gated policies skip the Low
+  # cells they solve natively: higher Pareto share, but some XLow tool use lost in one of
+  # three seeds; docs/translate_r1.md §5).
   # lr_drop_step, lr_drop_factor [I]: from this RL step on the peak learning rate is multiplied
   # by the factor (-1 = never): a fast start for the call decision, small steps for the answers.
   # kl_beta, kl_scope [I]: k3 KL to the SFT policy (the RL start) with this weight (0 = off, as
