@@ -22,10 +22,11 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
 
   Running native evidence [I] (`NativeHistory`): a group can carry little native evidence of its
   own (once a policy calls the tool in most rollouts, few answer natively). The recipe can then
-  pool the group's counts with a decayed per-language history of earlier steps,
+  pool the group's counts with a decayed history of earlier steps, one per cell (a language, or
+  a language and domain: the caller's integer ids),
       p_native_q = (hits_q + H_l) / max(1, n_native_q + N_l),   n_native_q <- n_native_q + N_l,
       H_l <- decay * (H_l + sum_{q in l} hits_q),   N_l <- decay * (N_l + sum_{q in l} n_native_q),
-    l the language of group q; decay = 0 is the group alone (SPEC §1(a) 4).
+    l the cell of group q; decay = 0 is the group alone (SPEC §1(a) 4).
 
   Step 5, gated reward:   R_i = r_i - lam * c_i * g_q
   Step 6, advantage:      A_i = (R_i - mean_q R) / (std_q R + eps)   or Dr.-style R_i - mean_q R
@@ -153,26 +154,27 @@ def native_stats(correct_B, translated_B, *, group_size: int, prior_hits_Q=None,
 
 @flax.struct.dataclass
 class NativeHistory:
-  """Decayed per-language native evidence [I]: hits_K (correct native answers) and n_K (native
-  answers) for K languages (integer ids chosen by the caller). Pure: `update` returns a new one."""
+  """Decayed native evidence per cell [I]: hits_K (correct native answers) and n_K (native
+  answers) for K cells (integer ids chosen by the caller: a language, or a language and domain).
+  Pure: `update` returns a new one."""
   hits_K: jax.Array
   n_K: jax.Array
 
   @classmethod
-  def create(cls, num_langs: int) -> "NativeHistory":
-    zeros_K = jnp.zeros((num_langs,), jnp.float32)
+  def create(cls, num_cells: int) -> "NativeHistory":
+    zeros_K = jnp.zeros((num_cells,), jnp.float32)
     return cls(hits_K=zeros_K, n_K=zeros_K)
 
-  def prior(self, lang_Q) -> tuple[jax.Array, jax.Array]:
-    """(prior_hits_Q, prior_n_Q) for groups whose languages are `lang_Q` (int ids)."""
-    lang_Q = jnp.asarray(lang_Q, jnp.int32)
-    return self.hits_K[lang_Q], self.n_K[lang_Q]
+  def prior(self, cell_Q) -> tuple[jax.Array, jax.Array]:
+    """(prior_hits_Q, prior_n_Q) for groups whose cells are `cell_Q` (int ids)."""
+    cell_Q = jnp.asarray(cell_Q, jnp.int32)
+    return self.hits_K[cell_Q], self.n_K[cell_Q]
 
-  def update(self, lang_Q, hits_Q, n_native_Q, decay) -> "NativeHistory":
-    """H <- decay * (H + this step's counts per language). Groups of one language add up."""
-    num_langs = self.hits_K.shape[0]
-    lang_Q = jnp.asarray(lang_Q, jnp.int32)
-    add = lambda x_Q: jax.ops.segment_sum(jnp.asarray(x_Q, jnp.float32), lang_Q, num_langs)
+  def update(self, cell_Q, hits_Q, n_native_Q, decay) -> "NativeHistory":
+    """H <- decay * (H + this step's counts per cell). Groups of one cell add up."""
+    num_cells = self.hits_K.shape[0]
+    cell_Q = jnp.asarray(cell_Q, jnp.int32)
+    add = lambda x_Q: jax.ops.segment_sum(jnp.asarray(x_Q, jnp.float32), cell_Q, num_cells)
     return NativeHistory(hits_K=decay * (self.hits_K + add(hits_Q)),
                          n_K=decay * (self.n_K + add(n_native_Q)))
 

@@ -252,8 +252,10 @@ def history_cells(langs, domains, key: str) -> dict[tuple[str, str], int]:
   language (key "language"), or one per (language, domain) pair ("language_domain")."""
   if key == "language":
     return {(lang, d): k for k, lang in enumerate(langs) for d in domains}
-  return {(lang, d): k * len(domains) + j for k, lang in enumerate(langs)
-          for j, d in enumerate(domains)}
+  if key == "language_domain":
+    return {(lang, d): k * len(domains) + j for k, lang in enumerate(langs)
+            for j, d in enumerate(domains)}
+  raise ValueError(f"gate_history_key must be one of {HISTORY_KEYS}, got {key!r}")
 
 
 def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, writer,
@@ -316,7 +318,7 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   history_cell = history_cells(train_langs, ctx.config.domains, r.gate_history_key)
   # Native evidence per history cell (language, or language and domain) pooled into each
   # group's gate (0 decay: the group alone).
-  history = gated_gspo.NativeHistory.create(len(set(history_cell.values())))
+  history = gated_gspo.NativeHistory.create(max(history_cell.values()) + 1)
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
   # it (docs/translate_r1.md §5).
