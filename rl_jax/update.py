@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable
 
 import jax
@@ -82,12 +83,16 @@ def split_microbatches(tree, num_microbatches: int, where: str):
   return jax.tree.map(split, tree)
 
 
-def accumulate_gradients(loss_fn: Callable, params, batch, num_microbatches: int, where: str):
+def accumulate_gradients(loss_fn: Callable, params, batch, num_microbatches: int, where: str,
+                         denom_extra: jax.Array | float = 0.0):
   """Scans `loss_fn(params, micro_batch) -> (loss_sum, (denom, stats))` over micro-batches.
 
+  `denom_extra` is added to the summed denominator: the share of rows that were left out of the
+  batch because they add 0 to loss_sum and its gradient (`drop_zero_advantage_rows`).
+
   Returns:
-    grads (of sum(loss_sum) / sum(denom)), loss (same ratio), denom total, stats sums where
-    `stats` is a dict name -> (numerator, denominator).
+    grads (of sum(loss_sum) / (sum(denom) + denom_extra)), loss (same ratio), denom total,
+    stats sums where `stats` is a dict name -> (numerator, denominator).
   """
   micro = split_microbatches(batch, num_microbatches, where)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -105,6 +110,7 @@ def accumulate_gradients(loss_fn: Callable, params, batch, num_microbatches: int
   init = (jax.tree.map(jnp.zeros_like, params), jnp.float32(0.0), jnp.float32(0.0),
           zeros(stats_shape))
   (grads, loss_sum, denom, stats), _ = jax.lax.scan(body, init, micro)
+  denom = denom + denom_extra
   safe_denom = jnp.maximum(denom, 1e-8)
   grads = jax.tree.map(lambda g: g / safe_denom, grads)
   return grads, loss_sum / safe_denom, denom, stats
@@ -140,11 +146,13 @@ def _policy_loss_fn(params, mb: Batch, knobs: UpdateKnobs, cfg: UpdateCfg):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("state",))
-def update_step(state: TrainState, batch: Batch, knobs: UpdateKnobs, *, cfg: UpdateCfg):
-  """One policy-gradient optimizer step on `batch`; `state` is donated."""
+def update_step(state: TrainState, batch: Batch, knobs: UpdateKnobs,
+                denom_extra: jax.Array | float = 0.0, *, cfg: UpdateCfg):
+  """One policy-gradient optimizer step on `batch`; `state` is donated. `denom_extra`: loss
+  denominator of rows dropped from the batch (`drop_zero_advantage_rows`), 0 otherwise."""
   loss_fn = functools.partial(_policy_loss_fn, knobs=knobs, cfg=cfg)
   grads, loss, _, stats = accumulate_gradients(loss_fn, state.params, batch,
-                                               cfg.num_microbatches, "update_step")
+                                               cfg.num_microbatches, "update_step", denom_extra)
   state, metrics = apply_gradients(state, grads, knobs.learning_rate, cfg.optim)
   metrics["loss/total"] = loss
   for name, (num, den) in stats.items():
@@ -152,14 +160,61 @@ def update_step(state: TrainState, batch: Batch, knobs: UpdateKnobs, *, cfg: Upd
   return state, metrics
 
 
+def drop_zero_advantage_rows(batch: Batch, loss_cfg: losses.LossCfg, multiple: int
+                             ) -> tuple[Batch, jax.Array, int]:
+  """Leaves out the rows whose advantage is exactly 0 on every loss token.
+
+  Without a KL term such a row adds exactly 0 to the clipped loss and to its gradient (every
+  branch of the surrogate is a multiple of A, the dual-clip bound is only taken for A < 0); it
+  only adds to the loss denominator. GRPO-family groups whose rewards are all equal (all right,
+  all wrong) are such rows: about 30% of the Translate-R1 rollouts after the first steps. The
+  kept rows are padded to a multiple of `multiple` rows (a bounded number of compiled shapes)
+  with copies of dropped rows whose loss_mask is zeroed ("not a sequence": they add 0 to the
+  loss and the denominator), so at least one padded block always runs and the optimizer step
+  (Adam moments, step count) happens exactly as with the full batch.
+
+  Returns:
+    (batch of kept + padding rows, the dropped rows' loss denominator as an f32 scalar to pass
+    to `update_step` so the loss and gradient equal the full batch's, number of kept rows).
+    Per-token metrics of that step (entropy, ratio, clip fractions) cover the kept rows.
+  """
+  if loss_cfg.use_kl_loss:
+    raise ValueError("drop_zero_advantage_rows: with a KL loss term a zero-advantage row still "
+                     "has a gradient; keep every row (use_kl_loss=True)")
+  if multiple < 1:
+    raise ValueError(f"drop_zero_advantage_rows: multiple must be >= 1, got {multiple}")
+  mask_BxL = np.asarray(jax.device_get(batch.loss_mask_BxL)) != 0
+  if batch.advantages_BxL is not None:
+    adv_BxL = np.asarray(jax.device_get(batch.advantages_BxL))
+    zero_B = ~np.any((adv_BxL != 0) & mask_BxL, axis=1)
+  else:
+    zero_B = np.asarray(jax.device_get(batch.advantages_B)) == 0
+  kept = np.flatnonzero(~zero_B)
+  dropped = np.flatnonzero(zero_B)
+  num_rows = len(zero_B)
+  size = min(max(-(-len(kept) // multiple), 1) * multiple, num_rows)
+  pad = dropped[:size - len(kept)]
+  rows = np.concatenate([kept, pad])
+  denom_extra = losses.loss_denominator(mask_BxL[dropped], cfg=loss_cfg)
+  out = jax.tree.map(lambda x: None if x is None else x[rows], batch)
+  if len(pad):  # zero the padding rows' loss mask: they become "not a sequence"
+    keep_L = jnp.asarray(np.arange(len(rows)) < len(kept))[:, None]
+    out = out.replace(loss_mask_BxL=jnp.where(keep_L, out.loss_mask_BxL, 0))
+  return out, jnp.float32(denom_extra), len(kept)
+
+
 def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: jax.Array, *,
                      cfg: UpdateCfg, num_epochs: int = 1, num_minibatches: int = 1,
-                     group_size: int = 1, mesh=None):
+                     group_size: int = 1, mesh=None, drop_zero_advantage: int = 0):
   """PPO-style inner loop: `num_epochs` passes, each over `num_minibatches` shuffled mini-batches.
 
   Whole groups stay together in a mini-batch (shuffling permutes groups, not rows), so
   group-level quantities stay meaningful. With a `mesh`, each mini-batch's rows are placed over
-  (data, fsdp) (`rl_jax.sharding.shard_batch`). Returns (state, metrics averaged over all steps).
+  (data, fsdp) (`rl_jax.sharding.shard_batch`). `drop_zero_advantage` > 0 trains each
+  mini-batch without its zero-advantage rows, padded to a multiple of that many rows (and of
+  cfg.num_microbatches): the same loss and gradient for less compute
+  (`drop_zero_advantage_rows`; needs a loss without KL). Returns (state, metrics averaged over
+  all steps; with dropping also "update/kept_rows_frac").
   """
   num_rows = batch.tokens_BxL.shape[0]
   check_group_shape(num_rows, group_size, "train_on_rollout")
@@ -173,11 +228,18 @@ def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: j
     rows = (perm[:, None] * group_size + np.arange(group_size)[None]).reshape(-1)
     for chunk in np.split(rows, num_minibatches):
       mini = jax.tree.map(lambda x: None if x is None else x[chunk], batch)
+      extra = ()
+      if drop_zero_advantage:
+        mini, denom_extra, num_kept = drop_zero_advantage_rows(
+            mini, cfg.loss, math.lcm(drop_zero_advantage, cfg.num_microbatches))
+        extra = (denom_extra,)
       if mesh is not None:
         # Re-indexing gathers the rows; put them back over (data, fsdp) so the update runs
         # data-parallel instead of on a replicated mini-batch.
         mini = sharding.shard_batch(mini, mesh)
-      state, metrics = update_step(state, mini, knobs, cfg=cfg)
+      state, metrics = update_step(state, mini, knobs, *extra, cfg=cfg)
+      if drop_zero_advantage:
+        metrics = {**metrics, "update/kept_rows_frac": jnp.float32(num_kept / len(chunk))}
       all_metrics.append(metrics)
   mean = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *all_metrics)
   return state, mean

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rl_jax.algorithms import kl as kl_lib
 
@@ -160,6 +161,16 @@ def preset(name: str, *, norm_len: int | None = None) -> Preset:
     raise ValueError("preset 'dr_grpo' needs norm_len= (the max response length), the constant "
                      "its token sums are divided by")
   return _presets(1 if norm_len is None else norm_len)[name]
+
+
+def loss_denominator(mask_BxT, *, cfg: LossCfg) -> float:
+  """The denominator `policy_loss` gives rows with this mask (host numpy): their loss tokens
+  under token-level "token_mean" aggregation, otherwise their sequences (rows with >= 1 loss
+  token; level "sequence" is always a mean over sequences)."""
+  mask_BxT = np.asarray(mask_BxT).astype(bool)
+  if cfg.level != "sequence" and cfg.agg == "token_mean":
+    return float(mask_BxT.sum())
+  return float(mask_BxT.any(axis=1).sum())
 
 
 def aggregate_loss(loss_BxT: jax.Array, mask_BxT: jax.Array, *, cfg: LossCfg

@@ -249,11 +249,11 @@ def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
     return x, (k, v) if cache is not None else None
 
   if cache is None:
-    x, _ = jax.lax.scan(layer, x, (params["layers"], None, None))
+    x, _ = jax.lax.scan(layer, x, (params["layers"], None, None), unroll=cfg.scan_unroll)
     new_cache = None
   else:
     x, (k_new, v_new) = jax.lax.scan(layer, x, (params["layers"], cache.k_LxBxSxKxH,
-                                                cache.v_LxBxSxKxH))
+                                                cache.v_LxBxSxKxH), unroll=cfg.scan_unroll)
     new_cache = KVCache(k_new, v_new)
   return rms_norm(x, params["final_norm"]["scale"], cfg.rms_norm_eps), new_cache
 

@@ -109,14 +109,15 @@ class Context:
     self.model_cfg = get_model_config(
         "tiny", vocab_size=tok.vocab_size, num_layers=m.num_layers, hidden_size=m.hidden_size,
         num_heads=m.num_heads, num_kv_heads=m.num_kv_heads, head_dim=m.head_dim,
-        intermediate_size=m.intermediate_size, max_seq_len=m.max_seq_len)
+        intermediate_size=m.intermediate_size, max_seq_len=m.max_seq_len,
+        scan_unroll=m.get("scan_unroll", 1))
     lay = config.layout
     # A turn ends at EOS or at either piece of the call's close tag (with / without "▁").
     stops = (tok.eos_id, tok.token_id(tools.TOOL_CALL_CLOSE),
              tok.sp.token_id(tools.TOOL_CALL_CLOSE))
     self.loop_cfg = ToolLoopCfg(prompt_len=lay.prompt_len, turn_tokens=lay.turn_tokens,
                                 tool_tokens=lay.tool_tokens, max_calls=1, stop_ids=stops,
-                                pad_id=tok.pad_id)
+                                pad_id=tok.pad_id, row_bucket=lay.get("row_bucket", 0))
     for d in config.domains:
       if d not in cipher_domains.DOMAINS:
         raise ValueError(f"config.domains: unknown domain {d!r}; expected some of "
@@ -292,12 +293,18 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
     raise ValueError("config.rl.kl_scope='native' needs num_epochs = num_minibatches = 1 (it "
                      f"zeroes the KL off scope by ref = old log-probs); got {r.num_epochs}, "
                      f"{r.num_minibatches}")
+  if r.drop_zero_advantage < 0:
+    raise ValueError(f"config.rl.drop_zero_advantage must be >= 0 (0 = off), got "
+                     f"{r.drop_zero_advantage}")
   if r.decision_weight <= 0:
     raise ValueError(f"config.rl.decision_weight must be > 0, got {r.decision_weight}")
   # GSPO-token keeps GSPO's sequence ratio and clipping and takes per-token advantages, so the
   # decision token's gradient can be scaled alone (rl.decision_weight).
   pre = losses.preset("gspo" if r.decision_weight == 1.0 else "gspo_token")
   use_kl = r.kl_beta > 0
+  # Zero-advantage rows add nothing to a KL-free loss: train without them (same update, less
+  # compute; update.drop_zero_advantage_rows). With the KL term every row has a gradient.
+  drop_rows = 0 if use_kl else r.drop_zero_advantage
   ucfg = UpdateCfg(model=ctx.model_cfg, loss=dataclasses.replace(pre.cfg, use_kl_loss=use_kl),
                    optim=_optim_cfg(r, r.steps))
   uknobs = UpdateKnobs.create(losses.LossKnobs.create(**dict(pre.knobs, beta=r.kl_beta)),
@@ -388,7 +395,7 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                   gated_gspo.decision_weighted_advantages(adv_B, decision_BxL, r.decision_weight))
     state, um = train_on_rollout(state, batch, uknobs, jax.random.fold_in(step_key, 1), cfg=ucfg,
                                  num_epochs=r.num_epochs, num_minibatches=r.num_minibatches,
-                                 group_size=r.group_size)
+                                 group_size=r.group_size, drop_zero_advantage=drop_rows)
     row_tier = np.repeat([it.tier for it in items], r.group_size)
     logged = {**metrics_lib.to_host(gm), **metrics_lib.to_host(um),
               "tool/malformed_rate": float(sc["malformed"].mean()), "gate/lam": lam_now}

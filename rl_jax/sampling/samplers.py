@@ -43,6 +43,12 @@ def filter_logits(logits_BxV: jax.Array, knobs: SampleKnobs) -> jax.Array:
   return jnp.where(logits >= min_kept_logit, logits, _NEG)
 
 
+def _temperature_only(logits_BxV: jax.Array, knobs: SampleKnobs) -> jax.Array:
+  """`filter_logits` with top-k and top-p off: the tempered logits alone (no sort)."""
+  safe_temperature = jnp.where(knobs.temperature > 0, knobs.temperature, 1.0)
+  return logits_BxV.astype(jnp.float32) / safe_temperature
+
+
 def sample_token(logits_BxV: jax.Array, key: jax.Array, knobs: SampleKnobs):
   """Draws one token per row.
 
@@ -50,7 +56,11 @@ def sample_token(logits_BxV: jax.Array, key: jax.Array, knobs: SampleKnobs):
     token_B, logp_sample_B (log-prob under the filtered sampling distribution; 0 for greedy),
     logp_policy_B (log-prob under the unmodified softmax of `logits_BxV`).
   """
-  filtered = filter_logits(logits_BxV, knobs)
+  # The sort behind top-k / top-p costs ~9x the rest of a sampling step on CPU ([128, 2292]:
+  # 76 ms vs 8 ms, bench/sampler_filter.py): skip it when neither filter is on. The knobs stay
+  # traced (one compiled program for every setting); under vmap the cond becomes a select.
+  filters_on = (knobs.top_k > 0) | (knobs.top_p < 1.0)
+  filtered = jax.lax.cond(filters_on, filter_logits, _temperature_only, logits_BxV, knobs)
   sampled = jax.random.categorical(key, filtered, axis=-1)
   greedy = jnp.argmax(logits_BxV, axis=-1)
   token_B = jnp.where(knobs.temperature > 0, sampled, greedy).astype(jnp.int32)

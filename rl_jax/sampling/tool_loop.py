@@ -9,7 +9,8 @@ rollout row; row r belongs to item r // G (the group layout of every advantage f
 Turn t (t = 0 .. max_calls) is one call of the jitted `generate` on ALL rows with a left-padded
 prompt of the fixed length P_t = P + t (N + R) (conversation so far), so the shapes of a turn
 never change and nothing recompiles across steps (rows that have finished still ride along;
-their samples are ignored). After turn t the host decodes each active row's new segment and:
+their samples are ignored; with `ToolLoopCfg.row_bucket` later turns run only the rows still in
+an episode, padded to a bucket of rows). After turn t the host decodes each active row's new segment and:
   - no tool call                -> the segment is the final answer; the episode ends;
   - malformed call              -> `env.execute` records it; the episode ends (the env scores it
                                    with its configured malformed reward);
@@ -58,6 +59,11 @@ class ToolLoopCfg:
   max_calls: tool calls per episode; the loop runs max_calls + 1 policy turns.
   stop_ids: ids that end a turn (EOS and the tool-call close tag).
   pad_id: id of empty slots.
+  row_bucket: 0 = every row rides along in every turn; k > 0 = turns after the first generate
+    only for the rows still in an episode, padded to a multiple of k rows (a bounded number of
+    compiled shapes): when few rows call the tool, later turns cost that much less. The draws
+    of a turn depend on which rows share its batch, so the samples differ from row_bucket=0
+    (same distribution, still deterministic per key).
   """
   prompt_len: int
   turn_tokens: int
@@ -65,14 +71,15 @@ class ToolLoopCfg:
   max_calls: int = 1
   stop_ids: tuple[int, ...] = ()
   pad_id: int = 0
+  row_bucket: int = 0
 
   def __post_init__(self):
     for name in ("prompt_len", "turn_tokens"):
       if getattr(self, name) < 1:
         raise ValueError(f"ToolLoopCfg.{name} must be >= 1, got {getattr(self, name)}")
-    if self.tool_tokens < 0 or self.max_calls < 0:
-      raise ValueError(f"ToolLoopCfg.tool_tokens and max_calls must be >= 0, got "
-                       f"{self.tool_tokens}, {self.max_calls}")
+    if self.tool_tokens < 0 or self.max_calls < 0 or self.row_bucket < 0:
+      raise ValueError(f"ToolLoopCfg.tool_tokens, max_calls and row_bucket must be >= 0, got "
+                       f"{self.tool_tokens}, {self.max_calls}, {self.row_bucket}")
     object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
 
   def turn_prompt_len(self, turn: int) -> int:
@@ -134,6 +141,17 @@ def assemble(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequenc
               valid_BxL=np.concatenate([valid_p, valid_r], 1),
               loss_mask_BxL=np.concatenate([zeros, mask_r], 1),
               logp_BxL=np.concatenate([zeros, logp_r], 1))
+
+
+def _turn_rows(active_B: np.ndarray, turn: int, row_bucket: int) -> np.ndarray:
+  """Rollout rows that generate in this turn: all of them, or (row_bucket > 0, after the first
+  turn) the active ones first, padded with finished rows to a multiple of row_bucket."""
+  num_rows = len(active_B)
+  if turn == 0 or row_bucket == 0:
+    return np.arange(num_rows)
+  live = np.flatnonzero(active_B)
+  size = min(-(-len(live) // row_bucket) * row_bucket, num_rows)
+  return np.concatenate([live, np.flatnonzero(~active_B)[:size - len(live)]])
 
 
 def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
@@ -205,7 +223,8 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
       texts = [forced_prefix] * num_rows
     else:
       p_t = cfg.turn_prompt_len(turn)
-      tokens, valid = left_pad([p + r for p, r in zip(prompt_ids, resp_ids)], p_t, cfg.pad_id,
+      gen_rows = _turn_rows(active, turn, cfg.row_bucket)
+      tokens, valid = left_pad([prompt_ids[r] + resp_ids[r] for r in gen_rows], p_t, cfg.pad_id,
                                f"tool_rollout(turn {turn})")
       out = jax.device_get(generate(params, jnp.asarray(tokens), jnp.asarray(valid),
                                     jax.random.fold_in(key, turn), knobs, model_cfg=model_cfg,
@@ -214,13 +233,15 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
       new_tokens = np.asarray(out.tokens_BxL)[:, p_t:]
       new_logp = np.asarray(out.logp_policy_BxL)[:, p_t:]
       new_sample = np.asarray(out.logp_sample_BxL)[:, p_t:]
-      for r in np.flatnonzero(active):
-        ids = [int(t) for t in new_tokens[r][new_mask[r]]]
+      for k, r in enumerate(gen_rows):  # k: row of this turn's batch, r: rollout row
+        if not active[r]:
+          continue
+        ids = [int(t) for t in new_tokens[k][new_mask[k]]]
         resp_ids[r] += ids
         resp_mask[r] += [1.0] * len(ids)
-        resp_logp[r] += [float(x) for x in new_logp[r][new_mask[r]]]
-        resp_sample[r] += [float(x) for x in new_sample[r][new_mask[r]]]
-        truncated[r] = bool(out.truncated_B[r])
+        resp_logp[r] += [float(x) for x in new_logp[k][new_mask[k]]]
+        resp_sample[r] += [float(x) for x in new_sample[k][new_mask[k]]]
+        truncated[r] = bool(out.truncated_B[k])
         texts[r] = (prefixes[r] + " " if turn == 0 and prefixes[r] else "") + \
             tokenizer.decode(ids)
     for r in np.flatnonzero(active):

@@ -255,3 +255,31 @@ def test_per_row_forced_prefix_forces_answers_in_chosen_rows():
     tool_loop.tool_rollout(PARAMS, ITEMS, PROMPTS, EchoEnv(), IdTokenizer(), jax.random.key(1),
                            SampleKnobs.create(1.0), model_cfg=CFG, cfg=LOOP, group_size=8,
                            forced_prefix=["w14"] * 16)
+
+
+def test_row_bucket_runs_later_turns_on_the_calling_rows_only(out, monkeypatch):
+  sizes = []
+  real_generate = tool_loop.generate
+
+  def recording_generate(params, tokens, valid, *args, **kwargs):
+    sizes.append(tokens.shape[0])
+    return real_generate(params, tokens, valid, *args, **kwargs)
+
+  monkeypatch.setattr(tool_loop, "generate", recording_generate)
+  bucketed = tool_loop.tool_rollout(PARAMS, ITEMS, PROMPTS, EchoEnv(), IdTokenizer(),
+                                    jax.random.key(1), SampleKnobs.create(1.0), model_cfg=CFG,
+                                    cfg=dataclasses.replace(LOOP, row_bucket=4), group_size=8)
+  calls = _tool_rows(bucketed)
+  assert sizes[0] == 16 and sizes[1] == -(-len(calls) // 4) * 4 < 16
+  # Turn 0 ran on the same batch as without buckets: the same first segments and calls.
+  assert [s[0] for s in bucketed.segments] == [s[0] for s in out.segments]
+  assert calls == _tool_rows(out)
+  ro = bucketed.rollout
+  for r in calls:  # the second turn was generated, after the (loss-masked) tool response
+    assert len(bucketed.segments[r]) == 2
+  tf = np.asarray(logprobs.token_logprobs(PARAMS, ro.tokens_BxL, ro.valid_BxL, cfg=CFG))
+  mask = np.asarray(ro.loss_mask_BxL)
+  assert mask[calls].sum() > 3 * len(calls)
+  np.testing.assert_allclose(tf * mask, np.asarray(ro.logp_policy_BxL), atol=1e-5)
+  with pytest.raises(ValueError, match="row_bucket"):
+    dataclasses.replace(LOOP, row_bucket=-1)

@@ -1,0 +1,33 @@
+"""bench/sampler_filter.py runs at `--quick` size: a well-formed table, and the skipped filter
+draws the same tokens as the always-on one (so the two compare equal work). No timing asserts."""
+import importlib.util
+import pathlib
+import sys
+
+_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "bench" / "sampler_filter.py"
+
+
+def _load_bench():
+  name = "bench_sampler_filter_under_test"
+  if name not in sys.modules:
+    spec = importlib.util.spec_from_file_location(name, _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+  return sys.modules[name]
+
+
+def test_quick_run_prints_table(capsys):
+  rows = _load_bench().main(["--quick"])
+  lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("|")]
+  assert lines[0] == ("| batch | vocab | top_p | sample_token ms | always-filter ms | speedup "
+                      "| agree |")
+  body = lines[2:]
+  assert len(body) == len(rows) == 2
+  for line, row in zip(body, rows):
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:3] == [str(row["batch"]), str(row["vocab"]), f"{row['top_p']:g}"]
+    assert float(cells[3]) > 0 and float(cells[4]) > 0
+    assert abs(float(cells[5][:-1]) - float(cells[4]) / float(cells[3])) < 0.02 * float(cells[5][:-1]) + 0.01
+    # top_p = 1: nothing is filtered at this size; top_p = 0.9: both run the same filter.
+    assert row["agree"] == 1.0
