@@ -24,7 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
       eps_low=None, eps_high=None, eps_c=None, beta=0.0, kl_estimator=None, use_kl_loss=False,
       agg=None, adv_normalize=None, learning_rate=2e-4, warmup_steps=15, schedule="constant",
       weight_decay=0.0, max_grad_norm=1.0, dynamic_sampling=False, max_draws=4,
-      overlong_max_len=0, overlong_cache_len=0))
+      overlong_max_len=0, overlong_cache_len=0, drop_zero_advantage=0))
   c.eval = ml_collections.ConfigDict(dict(every=20, batch_size=200))
   c.checkpoint = ml_collections.ConfigDict(dict(every=0, keep=2, async_save=True))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))

@@ -58,6 +58,9 @@ class RLSection:
   dynamic_sampling: DAPO: keep only groups with non-constant rewards, drawing new prompts until
     prompts_per_step groups are kept (at most max_draws rollout batches per step).
   overlong_max_len / overlong_cache_len: DAPO soft overlong penalty in tokens (0 disables).
+  drop_zero_advantage: 0 = off; k > 0 = rows whose advantage is 0 (groups with equal rewards)
+    are left out of the update, the rest padded to a multiple of k rows: the same loss and
+    gradient for less compute (`rl_jax.update.drop_zero_advantage_rows`; not with use_kl_loss).
   """
   algorithm: str = "grpo"
   steps: int = 0
@@ -86,6 +89,7 @@ class RLSection:
   max_draws: int = 4
   overlong_max_len: int = 0
   overlong_cache_len: int = 0
+  drop_zero_advantage: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

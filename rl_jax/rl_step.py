@@ -52,6 +52,8 @@ class RLContext:
   max_draws: int = 4
   overlong_max_len: int = 0
   overlong_cache_len: int = 0
+  # Rows per compiled block when zero-advantage rows are dropped from the update (0 = off).
+  drop_zero_advantage: int = 0
   # Device mesh the rollout and update inputs are placed on (None: the default device).
   mesh: Any = None
 
@@ -122,7 +124,7 @@ def rl_iteration(state: TrainState, ref_params, problems_fn, key: jax.Array, ctx
   state, update_metrics = train_on_rollout(
       state, batch, ctx.update_knobs, jax.random.fold_in(key, 1_000_003), cfg=ctx.update_cfg,
       num_epochs=ctx.num_epochs, num_minibatches=ctx.num_minibatches, group_size=g,
-      mesh=ctx.mesh)
+      mesh=ctx.mesh, drop_zero_advantage=ctx.drop_zero_advantage)
   jax.block_until_ready(state.params)
   t_update = time.perf_counter() - t1
   if ctx.mesh is not None:

@@ -134,6 +134,12 @@ def _rl_context(exp: Experiment, task, tokenizer, model_cfg: ModelConfig, mesh=N
   if changes.get("agg") == "seq_mean_token_sum_norm" or loss_cfg.agg == "seq_mean_token_sum_norm":
     changes["norm_len"] = exp.max_new_tokens
   loss_cfg = dataclasses.replace(loss_cfg, **changes)
+  if r.drop_zero_advantage < 0:
+    raise ValueError(f"config rl.drop_zero_advantage must be >= 0 (0 = off), got "
+                     f"{r.drop_zero_advantage}")
+  if r.drop_zero_advantage and loss_cfg.use_kl_loss:
+    raise ValueError("config rl.drop_zero_advantage needs a loss without the KL term (with it a "
+                     "zero-advantage row still has a gradient); set it to 0 or use_kl_loss=False")
   knob_values = dict(preset.knobs)
   for name in ("eps_low", "eps_high", "eps_c", "beta"):
     if getattr(r, name) is not None:
@@ -152,7 +158,8 @@ def _rl_context(exp: Experiment, task, tokenizer, model_cfg: ModelConfig, mesh=N
       prompt_len=exp.prompt_len, adv_normalize=r.adv_normalize or preset.adv_normalize,
       num_epochs=r.num_epochs, num_minibatches=r.num_minibatches,
       dynamic_sampling=r.dynamic_sampling, max_draws=r.max_draws,
-      overlong_max_len=r.overlong_max_len, overlong_cache_len=r.overlong_cache_len, mesh=mesh)
+      overlong_max_len=r.overlong_max_len, overlong_cache_len=r.overlong_cache_len,
+      drop_zero_advantage=r.drop_zero_advantage, mesh=mesh)
 
 
 def run(exp: Experiment, workdir: str, *, show_progress: bool = True) -> dict[str, Any]:

@@ -88,3 +88,20 @@ def test_nan_in_loss_stops_the_run_naming_metric_and_step(tmp_path, monkeypatch)
   exp = experiment.from_config_dict(c)
   with pytest.raises(metrics.NonFiniteMetricError, match=r"'loss/total' is nan.* at step 0"):
     trainer.run(exp, str(tmp_path), show_progress=False)
+
+
+def test_drop_zero_advantage_rows_runs_and_refuses_a_kl_loss(tmp_path):
+  c = _load("gspo_tiny_arith")
+  c.rl.drop_zero_advantage = 4  # = group_size
+  exp = experiment.from_config_dict(c)
+  trainer.run(exp, str(tmp_path / "drop"), show_progress=False)
+  rl = [r for r in metrics.read_metrics(str(tmp_path / "drop" / "metrics.jsonl"))
+        if "loss/total" in r]
+  assert len(rl) == exp.rl.steps
+  for r in rl:  # kept rows / rows of the step
+    assert 0.0 <= r["update/kept_rows_frac"] <= 1.0
+    assert np.isfinite(r["loss/total"])
+  c.rl.use_kl_loss = True
+  c.rl.beta = 0.04
+  with pytest.raises(ValueError, match="drop_zero_advantage"):
+    trainer.run(experiment.from_config_dict(c), str(tmp_path / "kl"), show_progress=False)
