@@ -41,57 +41,13 @@ from rl_jax.envs import cipher, cipher_domains, tools
 from rl_jax.models import qwen3
 from rl_jax.models.config import get_model_config
 from rl_jax.recipes import translate_r1_eval as ev
+from rl_jax.recipes.cipher_tokenizer import build_tokenizer
 from rl_jax.sampling.tool_loop import ToolLoopCfg, assemble, tool_rollout
 from rl_jax.sft import SFTCfg, sft_step
-from rl_jax.tokenizers import SentencePieceTokenizer, train_sentencepiece
 from rl_jax.types import Batch, SampleKnobs, TrainState
 from rl_jax.update import UpdateCfg, UpdateKnobs, init_train_state, train_on_rollout
 
 CALL_TEXT = f"{tools.TOOL_CALL_OPEN} {tools.TRANSLATE} {tools.TOOL_CALL_CLOSE}"
-EXTRA_SYMBOLS = (cipher.ANSWER_OPEN, cipher.ANSWER_CLOSE)
-
-
-class WordTokenizer:
-  """A SentencePiece word model whose every piece carries the "▁" word-start marker.
-
-  SentencePiece word models give the first word of a text a different piece than the same word
-  after a space; encoding " " + text makes every word (and tag) map to one id, so segments
-  encoded separately concatenate to exactly the ids the policy samples.
-  """
-
-  def __init__(self, sp: SentencePieceTokenizer):
-    self.sp = sp
-    self.vocab_size, self.pad_id, self.eos_id = sp.vocab_size, sp.pad_id, sp.eos_id
-    self.bos_id, self.special_ids = sp.bos_id, sp.special_ids
-
-  def encode(self, text: str) -> list[int]:
-    text = text.strip()
-    return self.sp.encode(" " + text) if text else []
-
-  def decode(self, ids, keep_specials: bool = False) -> str:
-    return self.sp.decode(ids, keep_specials).strip()
-
-  def token_id(self, piece: str) -> int:
-    return self.sp.token_id("\u2581" + piece)
-
-
-def build_tokenizer(world: cipher.CipherWorld) -> WordTokenizer:
-  words = world.vocabulary() + [tools.TRANSLATE]
-  # Tags are user-defined symbols; "translate" gets lines of its own (measured: a word model
-  # dropped it when it shared a line with the tags).
-  texts = ([" " + " ".join(words[i:i + 50]) for i in range(0, len(words), 50)]
-           + [" " + tools.TRANSLATE] * 2 + [" " + " ".join(EXTRA_SYMBOLS + tools.SPECIAL_TOKENS)])
-  words += list(EXTRA_SYMBOLS + tools.SPECIAL_TOKENS)
-  sp = train_sentencepiece(texts, vocab_size=len(words) + 64, model_type="word",
-                           byte_fallback=False, extra_symbols=EXTRA_SYMBOLS)
-  tok = WordTokenizer(sp)
-  for w in words:  # every word must be one known piece, never <unk>
-    ids = tok.encode(w)
-    if len(ids) != 1 or ids[0] == sp.token_id("<unk>"):
-      raise ValueError(f"build_tokenizer: {w!r} is not a single piece of the word model")
-  return tok
-
-
 class Context:
   """Everything the stages share: world, tokenizer, tool env, model and layout configs."""
 
