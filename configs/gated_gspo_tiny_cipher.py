@@ -75,7 +75,9 @@ def get_config(arg=None):
   # earlier steps (0 = the group alone, SPEC §1(a) 4); gate_history_key [I]: one history per
   # "language" or per "language_domain" pair (the finer one lets gated policies skip the Low
   # cells they solve natively: higher Pareto share, but some XLow tool use lost in one of
-  # three seeds; docs/translate_r1.md §5).
+  # three seeds; docs/translate_r1.md §5); gate_history_weight [I]: the history counts as at
+  # most this many native answers (inf = its full decayed counts; a small weight lets a group's
+  # own answers decide and the history break ties).
   # lr_drop_step, lr_drop_factor [I]: from this RL step on the peak learning rate is multiplied
   # by the factor (-1 = never): a fast start for the call decision, small steps for the answers.
   # kl_beta, kl_scope [I]: k3 KL to the SFT policy (the RL start) with this weight (0 = off, as
@@ -91,6 +93,7 @@ def get_config(arg=None):
       tau=0.5, kappa=10.0, m_min=2, gate_mode="hard", track_every=50,
       adv_normalize="std", cost_in="reward", native_rows=2, cost_free_steps=60,
       cost_free_until_rate=0.4, gate_history_decay=0.9, gate_history_key="language",
+      gate_history_weight=float("inf"),
       kl_beta=0.0, kl_scope="all", lr_drop_step=-1, lr_drop_factor=1.0, decision_weight=10.0,
       drop_zero_advantage=32))
   # items_per_lang, raised per group to min_items_per_group (base has one language: without it

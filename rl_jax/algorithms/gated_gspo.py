@@ -24,9 +24,12 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
   own (once a policy calls the tool in most rollouts, few answer natively). The recipe can then
   pool the group's counts with a decayed history of earlier steps, one per cell (a language, or
   a language and domain: the caller's integer ids),
-      p_native_q = (hits_q + H_l) / max(1, n_native_q + N_l),   n_native_q <- n_native_q + N_l,
+      p_native_q = (hits_q + s_l H_l) / max(1, n_native_q + s_l N_l),
+      n_native_q <- n_native_q + s_l N_l,   s_l = min(1, w / N_l),
       H_l <- decay * (H_l + sum_{q in l} hits_q),   N_l <- decay * (N_l + sum_{q in l} n_native_q),
-    l the cell of group q; decay = 0 is the group alone (SPEC §1(a) 4).
+    l the cell of group q; decay = 0 is the group alone (SPEC §1(a) 4). w caps the history's
+    weight at w native answers (w = inf: the full counts): with a small w the cell's rate breaks
+    the ties of a group's few answers instead of overruling them.
 
   Step 5, gated reward:   R_i = r_i - lam * c_i * g_q
   Step 6, advantage:      A_i = (R_i - mean_q R) / (std_q R + eps)   or Dr.-style R_i - mean_q R
@@ -165,10 +168,22 @@ class NativeHistory:
     zeros_K = jnp.zeros((num_cells,), jnp.float32)
     return cls(hits_K=zeros_K, n_K=zeros_K)
 
-  def prior(self, cell_Q) -> tuple[jax.Array, jax.Array]:
-    """(prior_hits_Q, prior_n_Q) for groups whose cells are `cell_Q` (int ids)."""
+  def prior(self, cell_Q, max_weight=None) -> tuple[jax.Array, jax.Array]:
+    """(prior_hits_Q, prior_n_Q) for groups whose cells are `cell_Q` (int ids).
+
+    max_weight [I]: the history counts as at most this many native answers: both counts are
+    scaled by min(1, max_weight / N_l), which keeps the cell's rate H_l / N_l and caps its
+    weight, so a group's own answers are not drowned by a long history (a Beta prior of
+    strength max_weight around the cell's rate). None (or inf) = the full decayed counts.
+    """
     cell_Q = jnp.asarray(cell_Q, jnp.int32)
-    return self.hits_K[cell_Q], self.n_K[cell_Q]
+    hits_Q, n_Q = self.hits_K[cell_Q], self.n_K[cell_Q]
+    if max_weight is None:
+      return hits_Q, n_Q
+    if isinstance(max_weight, (int, float)) and not max_weight >= 0:
+      raise ValueError(f"NativeHistory.prior: max_weight must be >= 0, got {max_weight!r}")
+    scale_Q = jnp.minimum(1.0, jnp.float32(max_weight) / jnp.maximum(n_Q, 1e-12))
+    return hits_Q * scale_Q, n_Q * scale_Q
 
   def update(self, cell_Q, hits_Q, n_native_Q, decay) -> "NativeHistory":
     """H <- decay * (H + this step's counts per cell). Groups of one cell add up."""

@@ -235,6 +235,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   if not 0.0 <= r.gate_history_decay < 1.0:
     raise ValueError(f"config.rl.gate_history_decay must be in [0, 1), got "
                      f"{r.gate_history_decay}")
+  if not r.gate_history_weight >= 0:
+    raise ValueError(f"config.rl.gate_history_weight must be >= 0 (inf = the full history), "
+                     f"got {r.gate_history_weight}")
   if r.lr_drop_step >= 0 and not 0.0 < r.lr_drop_factor <= 1.0:
     raise ValueError(f"config.rl.lr_drop_factor must be in (0, 1], got {r.lr_drop_factor}")
   if r.kl_beta < 0:
@@ -327,7 +330,7 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
     cell_Q = np.asarray([history_cell[it.lang, it.domain] for it in items], np.int32)
     prior = {}
     if r.gate_history_decay > 0:
-      prior = dict(zip(("prior_hits_Q", "prior_n_Q"), history.prior(cell_Q)))
+      prior = dict(zip(("prior_hits_Q", "prior_n_Q"), history.prior(cell_Q, r.gate_history_weight)))
       history = history.update(cell_Q, *native_counts(sc["correct"], called_B),
                                r.gate_history_decay)
     adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], called_B, gknobs, **prior)
@@ -421,9 +424,14 @@ def run(config, workdir: str, log=print) -> dict[str, Any]:
   alpha_max = e.alpha_max if e.alpha_max is not None else max(lams.values(), default=1.0)
   result = ev.sweep(summaries, families, lams, alpha_max=alpha_max, n_alpha=e.n_alpha)
   result_unit = ev.sweep(summaries, families, lams, alpha_max=1.0, n_alpha=e.n_alpha)
+  # Per-item scores (every policy ran on the same items, in the same order) for the paired
+  # bootstrap of the Pareto share (translate_r1_eval.bootstrap_sweep).
+  item_scores = {"group": [rec["group"] for rec in records["sft"]],
+                 "policies": {n: {k: [rec[k] for rec in recs] for k in ("reward", "cost")}
+                              for n, recs in records.items()}}
   out = {"summaries": summaries, "sweep": result, "alpha_max": alpha_max,
          "sweep_alpha_0to1": result_unit, "families": families, "lams": lams,
-         "tracking": tracking, "seconds": time.time() - t0}
+         "tracking": tracking, "item_scores": item_scores, "seconds": time.time() - t0}
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(out, f, indent=1)
   with open(os.path.join(workdir, "report.md"), "w") as f:

@@ -153,6 +153,54 @@ def sweep(summaries: Mapping[str, Mapping[str, Any]], families: Mapping[str, str
   return result
 
 
+def bootstrap_pareto_share(item_scores: Mapping[str, Any], families: Mapping[str, str], *,
+                           alpha_max: float, n_alpha: int = 201, n_boot: int = 1000,
+                           seed: int = 0, target_family: str = "gated",
+                           baseline: str = "always", goal: float = 0.8) -> dict[str, float]:
+  """Paired bootstrap of the target family's Pareto share over the evaluation items.
+
+  Every policy was evaluated on the same items (`item_scores`: "group" per item and, per
+  policy, "reward" and "cost" per item: `results.json["item_scores"]`). Each resample draws the
+  items of every trained tier with replacement (the same draw for every policy, so policies are
+  compared on the same items) and recomputes R, C (as `summarize`: tier-balanced, C relative to
+  `baseline`) and the family Pareto share over alpha in [0, alpha_max]. Returns the share on the
+  items themselves ("point"), the median and the 5% / 95% quantiles over `n_boot` resamples and
+  the fraction of resamples with share >= `goal`. A share whose interval spans most of [0, 1]
+  is decided by a few items, not by the policies.
+  """
+  names = [n for n in item_scores["policies"] if n in families]
+  if target_family not in {families[n] for n in names} or baseline not in names:
+    raise ValueError(f"bootstrap_pareto_share: item_scores needs policies of family "
+                     f"{target_family!r} and the baseline {baseline!r}, got {names}")
+  group_I = np.asarray(item_scores["group"])
+  for n in names:
+    lengths = {k: len(item_scores["policies"][n][k]) for k in ("reward", "cost")}
+    if set(lengths.values()) != {group_I.size}:
+      raise ValueError(f"bootstrap_pareto_share: every policy needs one reward and one cost per "
+                       f"item ({group_I.size} items); policy {n!r} has {lengths}")
+  reward_PxI = np.asarray([item_scores["policies"][n]["reward"] for n in names], np.float64)
+  cost_PxI = np.asarray([item_scores["policies"][n]["cost"] for n in names], np.float64)
+  tier_items = [np.flatnonzero(group_I == t) for t in TRAINED_TIERS]
+  if any(ix.size == 0 for ix in tier_items):
+    raise ValueError(f"bootstrap_pareto_share: every trained tier {TRAINED_TIERS} needs items")
+  fams = [families[n] for n in names]
+  base_ix = names.index(baseline)
+
+  def share(draws):
+    r_P = np.mean([reward_PxI[:, ix].mean(axis=1) for ix in draws], axis=0)
+    c_P = np.mean([cost_PxI[:, ix].mean(axis=1) for ix in draws], axis=0)
+    return pareto.family_pareto_share(r_P, c_P / c_P[base_ix], fams, target_family,
+                                      alpha_max=alpha_max, n_alpha=n_alpha)
+
+  rng = np.random.default_rng(seed)
+  shares = np.asarray([share([rng.choice(ix, ix.size) for ix in tier_items])
+                       for _ in range(n_boot)])
+  lo, median, hi = np.quantile(shares, [0.05, 0.5, 0.95])
+  return {"point": share(tier_items), "median": float(median), "lo": float(lo),
+          "hi": float(hi), "p_goal": float((shares >= goal).mean()), "goal": goal,
+          "n_boot": n_boot}
+
+
 def plot(summaries: Mapping[str, Mapping[str, Any]], families: Mapping[str, str], path: str,
          title: str) -> str:
   points: dict[str, list] = {}
@@ -222,6 +270,13 @@ def seed_table(results: Sequence[Mapping[str, Any]]) -> str:
   if "cost_to_match_always" in results[0]["sweep"]:
     lines.append("- gated cost-to-match always-translate (NaN: never reached): "
                  + ms([r["sweep"]["cost_to_match_always"] for r in results]))
+  for k, r in enumerate(results):
+    if "item_scores" in r:  # runs written before the per-item scores were kept have none
+      b = bootstrap_pareto_share(r["item_scores"], r["families"], alpha_max=r["alpha_max"])
+      lines.append(f"- run {k}: gated Pareto share {b['point']:.3f}, paired bootstrap over the "
+                   f"items ({b['n_boot']} resamples): median {b['median']:.3f}, 90% interval "
+                   f"[{b['lo']:.3f}, {b['hi']:.3f}], share >= {b['goal']:g} in "
+                   f"{b['p_goal']:.0%} of resamples")
   return "\n".join(lines) + "\n"
 
 

@@ -227,6 +227,35 @@ def test_native_history_pools_decayed_per_language_evidence():
                     prior_n_Q=jnp.zeros(2))
 
 
+def test_history_weight_caps_the_prior_at_w_native_answers():
+  """prior(max_weight=w) vs hand-computed counts; with w = 2 a 2-answer group decides (2/2 on a
+  cell of rate 0.3 opens the gate, 1/2 does not), with the full history the cell's rate wins."""
+  hist = gg.NativeHistory(hits_K=jnp.array([3.0, 0.5, 0.0]), n_K=jnp.array([10.0, 1.0, 0.0]))
+  cell_Q = np.array([0, 1, 2, 0])
+  hits, n = hist.prior(cell_Q, 2.0)
+  # cell 0: rate 0.3 over 10 answers -> 2 answers at rate 0.3; cell 1: 1 answer, under the cap;
+  # cell 2: no history.
+  np.testing.assert_allclose(np.asarray(hits), [0.6, 0.5, 0.0, 0.6], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(n), [2.0, 1.0, 0.0, 2.0], rtol=1e-6)
+  for w in (None, float("inf")):
+    np.testing.assert_allclose(np.asarray(hist.prior(cell_Q, w)[0]), [3.0, 0.5, 0.0, 3.0])
+  np.testing.assert_allclose(np.asarray(hist.prior(cell_Q, 0.0)[1]), [0.0] * 4)
+  with pytest.raises(ValueError, match="max_weight must be >= 0"):
+    hist.prior(cell_Q, -1.0)
+  # Two groups of cell 0 (rate 0.3), each with 2 native answers (the other 2 rows translated):
+  # 2/2 correct and 1/2 correct.
+  cfg, knobs = gg.GateCfg(group_size=G, m_min=2), gg.GateKnobs.create(tau=0.5)
+  translated = np.array([1, 1, 0, 0, 1, 1, 0, 0], np.float32)
+  correct = np.array([1, 1, 1, 1, 1, 1, 1, 0], np.float32)
+  capped = dict(zip(("prior_hits_Q", "prior_n_Q"), hist.prior(np.array([0, 0]), 2.0)))
+  full = dict(zip(("prior_hits_Q", "prior_n_Q"), hist.prior(np.array([0, 0]))))
+  # (2 + 0.6) / 4 = 0.65 >= 0.5; (1 + 0.6) / 4 = 0.4 < 0.5; full history: 5/12, 4/12 < 0.5.
+  np.testing.assert_allclose(np.asarray(gg.compute_gate(correct, translated, knobs, cfg=cfg,
+                                                        **capped)), [1.0, 0.0])
+  np.testing.assert_allclose(np.asarray(gg.compute_gate(correct, translated, knobs, cfg=cfg,
+                                                        **full)), [0.0, 0.0])
+
+
 def test_decision_weight_scales_only_the_decision_gradient_of_gspo():
   """GSPO-token with decision-weighted advantages: the gradient of GSPO with the decision
   token's entry times the weight (hand-derived, numpy)."""

@@ -142,6 +142,57 @@ def test_seed_table_means_over_runs(result):
   assert f"| sft | {expected} |" in table
 
 
+def test_item_scores_reproduce_the_summaries_and_the_point_share(result):
+  _, config, out = result
+  scores = out["item_scores"]
+  group = np.asarray(scores["group"])
+  assert set(scores["policies"]) == set(out["summaries"])
+  for name, s in out["summaries"].items():
+    reward = np.asarray(scores["policies"][name]["reward"])
+    tier_means = [reward[group == t].mean() for t in ev.TRAINED_TIERS]
+    assert s["R"] == pytest.approx(np.mean(tier_means))
+  b = ev.bootstrap_pareto_share(scores, out["families"], alpha_max=out["alpha_max"],
+                                n_alpha=config.eval.n_alpha, n_boot=20)
+  assert b["point"] == pytest.approx(out["sweep"]["pareto_share/all"]["gated"])
+  assert 0.0 <= b["lo"] <= b["median"] <= b["hi"] <= 1.0 and 0.0 <= b["p_goal"] <= 1.0
+  assert "paired bootstrap over the items" in ev.seed_table([out])
+
+
+def _scores(policies, n_per_tier=20):
+  group = [t for t in ev.TRAINED_TIERS for _ in range(n_per_tier)]
+  return {"group": group, "policies": {
+      n: {"reward": list(np.broadcast_to(r, len(group)).astype(float)),
+          "cost": list(np.broadcast_to(c, len(group)).astype(float))}
+      for n, (r, c) in policies.items()}}
+
+
+def test_bootstrap_pareto_share_against_hand_built_items():
+  families = {"always": "always", "g": "gated", "u": "ungated"}
+  # Gated better on every item: the share is 1 in every resample.
+  clear = _scores({"always": (0.9, 1.0), "g": (1.0, 0.5), "u": (0.5, 0.5)})
+  b = ev.bootstrap_pareto_share(clear, families, alpha_max=0.5, n_boot=50)
+  assert (b["point"], b["lo"], b["hi"], b["p_goal"]) == (1.0, 1.0, 1.0, 1.0)
+  # Gated and ungated equal but for 4 items: gated scores 0.5 more on one base and one High
+  # item (R +0.0125), ungated saves 0.5 on one High and one Low call (C -0.0125) -> they cross
+  # at alpha = 1 and gated wins all of [0, 0.5]; resamples that draw those items unevenly move
+  # the crossing, so the interval is wide.
+  n = 20 * len(ev.TRAINED_TIERS)
+  g_reward, u_reward = np.full(n, 0.5), np.full(n, 0.5)
+  g_reward[[0, 25]] = 1.0
+  g_cost, u_cost = np.full(n, 0.5), np.full(n, 0.5)
+  u_cost[[45, 70]] = 0.0
+  close = _scores({"always": (0.5, 1.0), "g": (g_reward, g_cost), "u": (u_reward, u_cost)})
+  b = ev.bootstrap_pareto_share(close, families, alpha_max=0.5, n_boot=200, seed=1)
+  assert b["point"] == 1.0
+  assert b["lo"] < 0.5 and b["hi"] == 1.0 and 0.0 < b["p_goal"] < 1.0
+  with pytest.raises(ValueError, match="baseline 'always'"):
+    ev.bootstrap_pareto_share(close, {"g": "gated", "u": "ungated"}, alpha_max=0.5)
+  bad = json.loads(json.dumps(close))
+  bad["policies"]["u"]["cost"] = bad["policies"]["u"]["cost"][:-1]
+  with pytest.raises(ValueError, match="one reward and one cost per item"):
+    ev.bootstrap_pareto_share(bad, families, alpha_max=0.5)
+
+
 def test_training_rate_table_means_first_and_last_steps():
   rows = [{"tool/translate_rate_xlow": x, "gate/mean": g}
           for x, g in ((0.0, 1.0), (0.2, 0.5), (0.6, 0.0), (1.0, 0.0))]
