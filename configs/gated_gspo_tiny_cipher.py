@@ -63,7 +63,10 @@ def get_config(arg=None):
   # GSPO-token (gated_gspo.decision_weighted_advantages; 1 = plain GSPO; docs/translate_r1.md §5).
   # One GSPO update per rollout (num_minibatches=1): with eps 3e-4 a second, off-policy
   # mini-batch is almost entirely clipped. tau: the gate opens (cost charged) where the group's
-  # native accuracy is >= tau. lams: the cost-sensitivity sweep; both families train at each.
+  # native accuracy is >= tau; gate_mode: "hard" (g = 1[p_native >= tau]) or "soft"
+  # (g = sigmoid(kappa (p_native - tau)), SPEC §1(a) 5); m_min: native answers the group (with
+  # its history) needs before any cost is charged. lams: the cost-sensitivity sweep; both
+  # families train at each.
   # adv_normalize: "std" (SPEC §1(a) 6, GRPO-style) or "none" (Dr.-style): with "std" a small
   # cost in an all-correct group becomes a unit-size advantage (docs/translate_r1.md §5).
   # cost_in: "reward" (SPEC) or "advantage" (cost added after the normalisation).

@@ -154,7 +154,7 @@ def sweep(summaries: Mapping[str, Mapping[str, Any]], families: Mapping[str, str
 
 
 def bootstrap_pareto_share(item_scores: Mapping[str, Any], families: Mapping[str, str], *,
-                           alpha_max: float, n_alpha: int = 201, n_boot: int = 1000,
+                           alpha_max: float, n_alpha: int = 1001, n_boot: int = 1000,
                            seed: int = 0, target_family: str = "gated",
                            baseline: str = "always", goal: float = 0.8) -> dict[str, float]:
   """Paired bootstrap of the target family's Pareto share over the evaluation items.
