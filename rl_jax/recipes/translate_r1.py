@@ -330,7 +330,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
     cell_Q = np.asarray([history_cell[it.lang, it.domain] for it in items], np.int32)
     prior = {}
     if r.gate_history_decay > 0:
-      prior = dict(zip(("prior_hits_Q", "prior_n_Q"), history.prior(cell_Q, r.gate_history_weight)))
+      prior = dict(zip(("prior_hits_Q", "prior_n_Q"),
+                       history.prior(cell_Q, r.gate_history_weight)))
       history = history.update(cell_Q, *native_counts(sc["correct"], called_B),
                                r.gate_history_decay)
     adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], called_B, gknobs, **prior)
@@ -425,7 +426,7 @@ def run(config, workdir: str, log=print) -> dict[str, Any]:
   result = ev.sweep(summaries, families, lams, alpha_max=alpha_max, n_alpha=e.n_alpha)
   result_unit = ev.sweep(summaries, families, lams, alpha_max=1.0, n_alpha=e.n_alpha)
   # Per-item scores (every policy ran on the same items, in the same order) for the paired
-  # bootstrap of the Pareto share (translate_r1_eval.bootstrap_sweep).
+  # bootstrap of the Pareto share (translate_r1_eval.bootstrap_pareto_share).
   item_scores = {"group": [rec["group"] for rec in records["sft"]],
                  "policies": {n: {k: [rec[k] for rec in recs] for k in ("reward", "cost")}
                               for n, recs in records.items()}}

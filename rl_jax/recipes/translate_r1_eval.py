@@ -10,6 +10,8 @@ For a policy P evaluated greedily on the same items as always-translate:
 The Pareto share of the gated family is `pareto.family_pareto_share` over alpha in
 [0, alpha_max] with ties split; the families are the gated sweep over lambda, the ungated sweep,
 and the SFT / always-translate / never-translate policies, each on its own.
+`bootstrap_pareto_share` resamples the evaluation items (paired across policies) to show how
+much of that share the items decide.
 """
 from __future__ import annotations
 
@@ -189,6 +191,9 @@ def bootstrap_pareto_share(item_scores: Mapping[str, Any], families: Mapping[str
   def share(draws):
     r_P = np.mean([reward_PxI[:, ix].mean(axis=1) for ix in draws], axis=0)
     c_P = np.mean([cost_PxI[:, ix].mean(axis=1) for ix in draws], axis=0)
+    if not c_P[base_ix] > 0:
+      raise ValueError(f"bootstrap_pareto_share: the baseline {baseline!r} has cost 0 on the "
+                       f"drawn items; C is relative to its cost")
     return pareto.family_pareto_share(r_P, c_P / c_P[base_ix], fams, target_family,
                                       alpha_max=alpha_max, n_alpha=n_alpha)
 
