@@ -34,7 +34,7 @@ from rl_jax.sampling.generate import GenerateCfg, generate
 from rl_jax.sft import SFTCfg, sft_step
 from rl_jax.tokenizers import load_tokenizer
 from rl_jax.types import SampleKnobs, TrainState
-from rl_jax.update import UpdateCfg, UpdateKnobs, init_train_state
+from rl_jax.update import UpdateCfg, UpdateKnobs, check_drop_zero_advantage, init_train_state
 
 
 def build_model(exp: Experiment, vocab_size: int, key: jax.Array):
@@ -134,12 +134,8 @@ def _rl_context(exp: Experiment, task, tokenizer, model_cfg: ModelConfig, mesh=N
   if changes.get("agg") == "seq_mean_token_sum_norm" or loss_cfg.agg == "seq_mean_token_sum_norm":
     changes["norm_len"] = exp.max_new_tokens
   loss_cfg = dataclasses.replace(loss_cfg, **changes)
-  if r.drop_zero_advantage < 0:
-    raise ValueError(f"config rl.drop_zero_advantage must be >= 0 (0 = off), got "
-                     f"{r.drop_zero_advantage}")
-  if r.drop_zero_advantage and loss_cfg.use_kl_loss:
-    raise ValueError("config rl.drop_zero_advantage needs a loss without the KL term (with it a "
-                     "zero-advantage row still has a gradient); set it to 0 or use_kl_loss=False")
+  # Checked here, before the first rollout, not only when the first update runs.
+  check_drop_zero_advantage(r.drop_zero_advantage, loss_cfg, "config rl.drop_zero_advantage")
   knob_values = dict(preset.knobs)
   for name in ("eps_low", "eps_high", "eps_c", "beta"):
     if getattr(r, name) is not None:

@@ -160,6 +160,16 @@ def update_step(state: TrainState, batch: Batch, knobs: UpdateKnobs,
   return state, metrics
 
 
+def check_drop_zero_advantage(rows: int, loss_cfg: losses.LossCfg, where: str) -> None:
+  """Refuses a negative block size, and dropping rows (rows > 0) under a KL loss term, where a
+  zero-advantage row still has a gradient. `where` names the setting in the message."""
+  if rows < 0:
+    raise ValueError(f"{where} must be >= 0 (0 = off), got {rows}")
+  if rows and loss_cfg.use_kl_loss:
+    raise ValueError(f"{where} needs a loss without the KL term (with it a zero-advantage row "
+                     "still has a gradient); set it to 0 or use_kl_loss=False")
+
+
 def drop_zero_advantage_rows(batch: Batch, loss_cfg: losses.LossCfg, multiple: int
                              ) -> tuple[Batch, jax.Array, int]:
   """Leaves out the rows whose advantage is exactly 0 on every loss token.
@@ -178,11 +188,9 @@ def drop_zero_advantage_rows(batch: Batch, loss_cfg: losses.LossCfg, multiple: i
     to `update_step` so the loss and gradient equal the full batch's, number of kept rows).
     Per-token metrics of that step (entropy, ratio, clip fractions) cover the kept rows.
   """
-  if loss_cfg.use_kl_loss:
-    raise ValueError("drop_zero_advantage_rows: with a KL loss term a zero-advantage row still "
-                     "has a gradient; keep every row (use_kl_loss=True)")
   if multiple < 1:
     raise ValueError(f"drop_zero_advantage_rows: multiple must be >= 1, got {multiple}")
+  check_drop_zero_advantage(multiple, loss_cfg, "drop_zero_advantage_rows: multiple")
   mask_BxL = np.asarray(jax.device_get(batch.loss_mask_BxL)) != 0
   if batch.advantages_BxL is not None:
     adv_BxL = np.asarray(jax.device_get(batch.advantages_BxL))
@@ -218,6 +226,7 @@ def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: j
   """
   num_rows = batch.tokens_BxL.shape[0]
   check_group_shape(num_rows, group_size, "train_on_rollout")
+  check_drop_zero_advantage(drop_zero_advantage, cfg.loss, "train_on_rollout: drop_zero_advantage")
   num_groups = num_rows // group_size
   if num_groups % num_minibatches:
     raise ValueError(f"{num_groups} groups cannot be split into {num_minibatches} mini-batches "

@@ -430,7 +430,7 @@ def run(config, workdir: str, log=print) -> dict[str, Any]:
   item_scores = {"group": [rec["group"] for rec in records["sft"]],
                  "policies": {n: {k: [rec[k] for rec in recs] for k in ("reward", "cost")}
                               for n, recs in records.items()}}
-  out = {"summaries": summaries, "sweep": result, "alpha_max": alpha_max,
+  out = {"summaries": summaries, "sweep": result, "alpha_max": alpha_max, "n_alpha": e.n_alpha,
          "sweep_alpha_0to1": result_unit, "families": families, "lams": lams,
          "tracking": tracking, "item_scores": item_scores, "seconds": time.time() - t0}
   with open(os.path.join(workdir, "results.json"), "w") as f:

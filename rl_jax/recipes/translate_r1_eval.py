@@ -277,7 +277,10 @@ def seed_table(results: Sequence[Mapping[str, Any]]) -> str:
                  + ms([r["sweep"]["cost_to_match_always"] for r in results]))
   for k, r in enumerate(results):
     if "item_scores" in r:  # runs written before the per-item scores were kept have none
-      b = bootstrap_pareto_share(r["item_scores"], r["families"], alpha_max=r["alpha_max"])
+      # The run's own alpha grid, so the point share is the sweep's (1001: the config default,
+      # for results.json files written before the grid size was recorded).
+      b = bootstrap_pareto_share(r["item_scores"], r["families"], alpha_max=r["alpha_max"],
+                                 n_alpha=r.get("n_alpha", 1001))
       lines.append(f"- run {k}: gated Pareto share {b['point']:.3f}, paired bootstrap over the "
                    f"items ({b['n_boot']} resamples): median {b['median']:.3f}, 90% interval "
                    f"[{b['lo']:.3f}, {b['hi']:.3f}], share >= {b['goal']:g} in "

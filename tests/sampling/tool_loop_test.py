@@ -163,7 +163,8 @@ class _Items:
   """Translate-tool world: the real env and a word tokenizer of its vocabulary."""
 
   def __init__(self):
-    from rl_jax.recipes.cipher_tokenizer import build_tokenizer  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from rl_jax.recipes.cipher_tokenizer import build_tokenizer
     self.world = cipher.CipherWorld(0)
     self.tok = build_tokenizer(self.world)
     self.items = self.world.sample_items(2, 0, langs=["xl1", "hi1"])
