@@ -64,7 +64,10 @@ def get_config(arg=None):
   # One GSPO update per rollout (num_minibatches=1): with eps 3e-4 a second, off-policy
   # mini-batch is almost entirely clipped. tau: the gate opens (cost charged) where the group's
   # native accuracy is >= tau; gate_mode: "hard" (g = 1[p_native >= tau]) or "soft"
-  # (g = sigmoid(kappa (p_native - tau)), SPEC §1(a) 5); m_min: native answers the group (with
+  # (g = sigmoid(kappa (p_native - tau)), SPEC §1(a) 5); gate_threshold [I]: "fixed" (tau) or
+  # "tool_gain" (the threshold is the group's call accuracy minus the price, p_tool - lam * c:
+  # the cost is charged where the tool gains less than it costs, so a higher lam charges more
+  # cells; gated_gspo module docstring); m_min: native answers the group (with
   # its history) needs before any cost is charged. lams: the cost-sensitivity sweep; both
   # families train at each.
   # adv_normalize: "std" (SPEC §1(a) 6, GRPO-style) or "none" (Dr.-style): with "std" a small
@@ -93,7 +96,7 @@ def get_config(arg=None):
       steps=300, prompts_per_step=16, group_size=8, learning_rate=2e-4, warmup_steps=5,
       temperature=1.0, num_epochs=1, num_minibatches=1,
       gates=("native_success", "none"), lams=(0.1, 0.25, 0.5),
-      tau=0.5, kappa=10.0, m_min=2, gate_mode="hard", track_every=50,
+      tau=0.5, kappa=10.0, m_min=2, gate_mode="hard", gate_threshold="fixed", track_every=50,
       adv_normalize="std", cost_in="reward", native_rows=2, cost_free_steps=60,
       cost_free_until_rate=0.4, gate_history_decay=0.9, gate_history_key="language",
       gate_history_weight=float("inf"),

@@ -12,8 +12,19 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
       "verbal_conf"     conf_q = mean_{i in q} verbal_conf_i          (the model's stated confidence)
       "logprob_conf"    conf_q = exp(mean_{i in q} first_token_logp_i) (policy probability of the
                                                                        no-translate first token)
-    gate, mode "hard":  g_q = 1[conf_q >= tau] * 1[n_native_q >= m_min]
-          mode "soft":  g_q = sigmoid(kappa (conf_q - tau)) * 1[n_native_q >= m_min]
+    gate, mode "hard":  g_q = 1[conf_q >= tau_q] * 1[n_native_q >= m_min]
+          mode "soft":  g_q = sigmoid(kappa (conf_q - tau_q)) * 1[n_native_q >= m_min]
+    threshold [I], "fixed":      tau_q = tau (SPEC §1(a) 4)
+                   "tool_gain":  tau_q = p_tool_q - lam * cbar_q,
+      p_tool_q = #{i in q : correct_i and called_i} / #{i in q : called_i} over the calls that
+      ran (pooled with a tool history like p_native, below; 1 without any call: an untried tool
+      is not priced out) and cbar_q the mean cost of the group's calls:
+      the cost is charged where native answers are within the price of the tool's accuracy,
+      i.e. where the tool's measured gain p_tool - p_native is below its price lam * c. With a
+      fixed tau the charged set does not depend on lam, so a lambda sweep of gated policies
+      lands at one cost; with "tool_gain" a higher price also charges the cells the model
+      solves natively well enough (a Low language at lam = 0.5, not at 0.1), and translating
+      stays free where the tool's gain exceeds its price (XLow, unseen languages).
     The n_native >= m_min factor applies to every confidence gate: the cost is charged only when
     the group has *shown* native attempts; m_min = 0 switches it off. A group whose rollouts all
     translated has p_native = 0, so a hard native_success gate is 0 there: translating is free
@@ -29,7 +40,12 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
       H_l <- decay * (H_l + sum_{q in l} hits_q),   N_l <- decay * (N_l + sum_{q in l} n_native_q),
     l the cell of group q; decay = 0 is the group alone (SPEC §1(a) 4). w caps the history's
     weight at w native answers (w = inf: the full counts): with a small w the cell's rate breaks
-    the ties of a group's few answers instead of overruling them.
+    the ties of a group's few answers instead of overruling them. For threshold "tool_gain" the
+    recipe keeps a second history of the calls (correct calls and calls, `native_counts` with
+    translated_B flipped) pooled into p_tool_q the same way.
+
+  Calls carry the cost (c_i = 0 for a rollout that did not call), so g_q matters only in groups
+  with calls; a group without calls has p_tool_q from its history alone.
 
   Step 5, gated reward:   R_i = r_i - lam * c_i * g_q
   Step 6, advantage:      A_i = (R_i - mean_q R) / (std_q R + eps)   or Dr.-style R_i - mean_q R
@@ -55,6 +71,7 @@ from rl_jax.algorithms import advantages as adv_lib
 
 GATES = ("none", "native_success", "verbal_conf", "logprob_conf")
 MODES = ("hard", "soft")
+THRESHOLDS = ("fixed", "tool_gain")
 COST_IN = ("reward", "advantage")
 
 
@@ -65,6 +82,7 @@ class GateCfg:
   Attributes:
     gate: one of `GATES`.
     mode: "hard" (indicator) or "soft" (sigmoid with slope kappa).
+    threshold: "fixed" (tau) or "tool_gain" (tau_q = p_tool_q - lam * cbar_q, module docstring).
     m_min: minimum number of non-translating rollouts in the group for the gate to open.
     group_size: G, rollouts per prompt (consecutive rows).
     normalize: advantage normalisation, "std" (GRPO) or "none" (Dr. GRPO).
@@ -78,6 +96,7 @@ class GateCfg:
   """
   gate: str = "native_success"
   mode: str = "hard"
+  threshold: str = "fixed"
   m_min: int = 1
   group_size: int = 8
   normalize: str = "std"
@@ -93,6 +112,8 @@ class GateCfg:
                        f"{', '.join(GATES)}")
     if self.mode not in MODES:
       raise ValueError(f"GateCfg.mode must be one of {MODES}, got {self.mode!r}")
+    if self.threshold not in THRESHOLDS:
+      raise ValueError(f"GateCfg.threshold must be one of {THRESHOLDS}, got {self.threshold!r}")
     if self.normalize not in adv_lib.NORMALIZE_MODES:
       raise ValueError(f"GateCfg.normalize must be one of {adv_lib.NORMALIZE_MODES}, "
                        f"got {self.normalize!r}")
@@ -217,20 +238,56 @@ def gate_confidence(correct_B, translated_B, *, cfg: GateCfg, verbal_conf_B=None
   return jnp.exp(logp_B.reshape(num_groups, cfg.group_size).mean(axis=1)), n_native_Q
 
 
+def tool_stats(correct_B, tool_B, cost_B, *, group_size: int, prior_hits_Q=None,
+               prior_n_Q=None) -> tuple[jax.Array, jax.Array]:
+  """(p_tool_Q, cbar_Q): accuracy of the group's tool calls `tool_B` (pooled with prior counts
+  of calls, as `native_stats` pools native ones; 1 where neither the group nor its prior has a
+  call: an untried tool is assumed to help, so it is not priced out before it is tried) and the
+  mean cost of those calls (0 without calls)."""
+  where = "tool_stats"
+  tool_B = _rows(tool_B, "tool_B", None, where)
+  p_tool_Q, n_tool_Q = native_stats(correct_B, 1.0 - tool_B, group_size=group_size,
+                                    prior_hits_Q=prior_hits_Q, prior_n_Q=prior_n_Q)
+  cost_B = _rows(cost_B, "cost_B", tool_B.shape[0], where)
+  calls_QxG = tool_B.reshape(p_tool_Q.shape[0], group_size)
+  spent_Q = (cost_B.reshape(calls_QxG.shape) * calls_QxG).sum(axis=1)
+  return (jnp.where(n_tool_Q > 0, p_tool_Q, 1.0),
+          spent_Q / jnp.maximum(calls_QxG.sum(axis=1), 1.0))
+
+
+def gate_threshold(knobs: GateKnobs, *, cfg: GateCfg, num_groups: int, correct_B=None,
+                   tool_B=None, cost_B=None, prior_tool_hits_Q=None,
+                   prior_tool_n_Q=None) -> jax.Array:
+  """tau_Q: knobs.tau for threshold "fixed"; p_tool_Q - lam * cbar_Q for "tool_gain"."""
+  if cfg.threshold == "fixed":
+    return jnp.broadcast_to(knobs.tau, (num_groups,))
+  if cost_B is None:
+    raise ValueError("gate threshold 'tool_gain' needs cost_B [B] (in gate_threshold)")
+  p_tool_Q, cbar_Q = tool_stats(correct_B, tool_B, cost_B, group_size=cfg.group_size,
+                                prior_hits_Q=prior_tool_hits_Q, prior_n_Q=prior_tool_n_Q)
+  return p_tool_Q - knobs.lam * cbar_Q
+
+
 def compute_gate(correct_B, translated_B, knobs: GateKnobs, *, cfg: GateCfg, verbal_conf_B=None,
-                 first_token_logp_B=None, prior_hits_Q=None, prior_n_Q=None) -> jax.Array:
-  """g_Q in [0, 1], one per group (formulas in the module docstring)."""
+                 first_token_logp_B=None, prior_hits_Q=None, prior_n_Q=None, cost_B=None,
+                 tool_B=None, prior_tool_hits_Q=None, prior_tool_n_Q=None) -> jax.Array:
+  """g_Q in [0, 1], one per group (formulas in the module docstring). cost_B, tool_B (rows
+  whose tool call ran; default translated_B) and the tool priors are read by threshold
+  "tool_gain" only."""
   conf_Q, n_native_Q = gate_confidence(correct_B, translated_B, cfg=cfg,
                                        verbal_conf_B=verbal_conf_B,
                                        first_token_logp_B=first_token_logp_B,
                                        prior_hits_Q=prior_hits_Q, prior_n_Q=prior_n_Q)
   if cfg.gate == "none":
     return jnp.ones_like(conf_Q)
+  tau_Q = gate_threshold(knobs, cfg=cfg, num_groups=conf_Q.shape[0], correct_B=correct_B,
+                         tool_B=translated_B if tool_B is None else tool_B, cost_B=cost_B,
+                         prior_tool_hits_Q=prior_tool_hits_Q, prior_tool_n_Q=prior_tool_n_Q)
   enough_Q = (n_native_Q >= cfg.m_min).astype(jnp.float32)
   if cfg.mode == "hard":
-    open_Q = (conf_Q >= knobs.tau).astype(jnp.float32)
+    open_Q = (conf_Q >= tau_Q).astype(jnp.float32)
   else:
-    open_Q = jax.nn.sigmoid(knobs.kappa * (conf_Q - knobs.tau))
+    open_Q = jax.nn.sigmoid(knobs.kappa * (conf_Q - tau_Q))
   return open_Q * enough_Q
 
 
@@ -255,8 +312,8 @@ def gated_advantages(gated_reward_B, *, cfg: GateCfg) -> jax.Array:
 
 def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: GateKnobs, *,
                           cfg: GateCfg, verbal_conf_B=None, first_token_logp_B=None,
-                          prior_hits_Q=None, prior_n_Q=None
-                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
+                          prior_hits_Q=None, prior_n_Q=None, tool_B=None, prior_tool_hits_Q=None,
+                          prior_tool_n_Q=None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Steps 4-6 end to end: (advantages_B, metrics). Jit with `cfg` static.
 
   Args:
@@ -266,10 +323,13 @@ def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: Gate
     knobs: traced lam, tau, kappa.
     verbal_conf_B, first_token_logp_B: inputs of the "verbal_conf" / "logprob_conf" gates.
     prior_hits_Q, prior_n_Q: native evidence pooled into each group's (`NativeHistory.prior`).
+    tool_B, prior_tool_hits_Q, prior_tool_n_Q: rows whose tool call ran (default translated_B)
+      and prior counts of calls (threshold "tool_gain").
   """
   prior = dict(prior_hits_Q=prior_hits_Q, prior_n_Q=prior_n_Q)
   g_Q = compute_gate(correct_B, translated_B, knobs, cfg=cfg, verbal_conf_B=verbal_conf_B,
-                     first_token_logp_B=first_token_logp_B, **prior)
+                     first_token_logp_B=first_token_logp_B, cost_B=cost_B, tool_B=tool_B,
+                     prior_tool_hits_Q=prior_tool_hits_Q, prior_tool_n_Q=prior_tool_n_Q, **prior)
   p_native_Q, n_native_Q = native_stats(correct_B, translated_B, group_size=cfg.group_size,
                                         **prior)
   gated_B = gated_reward(reward_B, cost_B, g_Q, knobs.lam)

@@ -232,6 +232,9 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   if r.gate_history_key not in HISTORY_KEYS:
     raise ValueError(f"config.rl.gate_history_key must be one of {HISTORY_KEYS}, got "
                      f"{r.gate_history_key!r}")
+  if r.gate_threshold not in gated_gspo.THRESHOLDS:
+    raise ValueError(f"config.rl.gate_threshold must be one of {gated_gspo.THRESHOLDS}, got "
+                     f"{r.gate_threshold!r}")
   if not 0.0 <= r.gate_history_decay < 1.0:
     raise ValueError(f"config.rl.gate_history_decay must be in [0, 1), got "
                      f"{r.gate_history_decay}")
@@ -272,7 +275,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   # training state.
   if use_kl:
     ref_params = jax.tree.map(jnp.copy, params if ref_params is None else ref_params)
-  gate_cfg = gated_gspo.GateCfg(gate=gate, mode=r.gate_mode, m_min=r.m_min,
+  gate_cfg = gated_gspo.GateCfg(gate=gate, mode=r.gate_mode, threshold=r.gate_threshold,
+                                m_min=r.m_min,
                                 group_size=r.group_size, normalize=r.adv_normalize,
                                 cost_in=r.cost_in)
   advantages = jax.jit(functools.partial(gated_gspo.gated_gspo_advantages, cfg=gate_cfg))
@@ -285,6 +289,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   # Native evidence per history cell (language, or language and domain) pooled into each
   # group's gate (0 decay: the group alone).
   history = gated_gspo.NativeHistory.create(max(history_cell.values()) + 1)
+  # The same for the calls (correct calls, calls): p_tool of threshold "tool_gain".
+  tool_history = gated_gspo.NativeHistory.create(max(history_cell.values()) + 1)
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
   # it (docs/translate_r1.md §5).
@@ -334,6 +340,15 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                        history.prior(cell_Q, r.gate_history_weight)))
       history = history.update(cell_Q, *native_counts(sc["correct"], called_B),
                                r.gate_history_decay)
+      if r.gate_threshold == "tool_gain":
+        prior.update(zip(("prior_tool_hits_Q", "prior_tool_n_Q"),
+                         tool_history.prior(cell_Q, r.gate_history_weight)))
+        tool_history = tool_history.update(
+            cell_Q, *native_counts(sc["correct"], 1 - sc["translated"]), r.gate_history_decay)
+    if r.gate_threshold == "tool_gain":
+      # The tool's accuracy over the calls that ran (a malformed call is the policy's failure,
+      # not the tool's).
+      prior["tool_B"] = sc["translated"]
     adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], called_B, gknobs, **prior)
     ro = out.rollout
     ref_logp_BxL = jnp.zeros_like(ro.logp_policy_BxL)

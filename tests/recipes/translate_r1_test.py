@@ -363,3 +363,30 @@ def test_history_cells_pool_by_language_or_by_language_and_domain(tmp_path):
   config.rl.gate_history_key = "domain"
   with pytest.raises(ValueError, match="gate_history_key"):
     _gated_rl_metrics(config, tmp_path / "bad", lam=0.5)
+
+
+def test_tool_gain_threshold_gets_the_calls_that_ran_and_their_history(tmp_path, monkeypatch):
+  """rl.gate_threshold="tool_gain": the advantages get the rows whose call ran (tool_B) and a
+  per-language history of calls (prior_tool_*); the fixed threshold gets neither."""
+  seen = []
+  real = translate_r1.gated_gspo.gated_gspo_advantages
+
+  def spy(*args, **kwargs):
+    seen.append(sorted(k for k, v in kwargs.items() if v is not None and k != "cfg"))
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(translate_r1.gated_gspo, "gated_gspo_advantages", spy)
+  config = _config("runlocal")
+  config.rl.steps = 2
+  config.rl.gate_threshold = "tool_gain"
+  rows = _gated_rl_metrics(config, tmp_path / "gain", lam=0.5)
+  assert len(rows) == 2 and all(0.0 <= row["gate/mean"] <= 1.0 for row in rows)
+  assert seen[-1] == ["prior_hits_Q", "prior_n_Q", "prior_tool_hits_Q", "prior_tool_n_Q",
+                      "tool_B"]
+  seen.clear()
+  config.rl.gate_threshold = "fixed"
+  _gated_rl_metrics(config, tmp_path / "fixed", lam=0.5)
+  assert seen[-1] == ["prior_hits_Q", "prior_n_Q"]
+  config.rl.gate_threshold = "gain"
+  with pytest.raises(ValueError, match="config.rl.gate_threshold"):
+    _gated_rl_metrics(config, tmp_path / "bad", lam=0.5)
