@@ -276,9 +276,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   if use_kl:
     ref_params = jax.tree.map(jnp.copy, params if ref_params is None else ref_params)
   gate_cfg = gated_gspo.GateCfg(gate=gate, mode=r.gate_mode, threshold=r.gate_threshold,
-                                m_min=r.m_min,
-                                group_size=r.group_size, normalize=r.adv_normalize,
-                                cost_in=r.cost_in)
+                                m_min=r.m_min, group_size=r.group_size,
+                                normalize=r.adv_normalize, cost_in=r.cost_in)
   advantages = jax.jit(functools.partial(gated_gspo.gated_gspo_advantages, cfg=gate_cfg))
   native_counts = jax.jit(functools.partial(gated_gspo.native_counts, group_size=r.group_size))
   sample_knobs = SampleKnobs.create(r.temperature)
@@ -288,9 +287,11 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   history_cell = history_cells(train_langs, ctx.config.domains, r.gate_history_key)
   # Native evidence per history cell (language, or language and domain) pooled into each
   # group's gate (0 decay: the group alone).
-  history = gated_gspo.NativeHistory.create(max(history_cell.values()) + 1)
-  # The same for the calls (correct calls, calls): p_tool of threshold "tool_gain".
-  tool_history = gated_gspo.NativeHistory.create(max(history_cell.values()) + 1)
+  num_cells = max(history_cell.values()) + 1
+  history = gated_gspo.NativeHistory.create(num_cells)
+  # The same for the calls that ran (correct calls, calls): p_tool of threshold "tool_gain".
+  tool_gain = r.gate_threshold == "tool_gain"
+  tool_history = gated_gspo.NativeHistory.create(num_cells)
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
   # it (docs/translate_r1.md §5).
@@ -334,21 +335,19 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
     lam_now = lam if charging else 0.0
     gknobs = gated_gspo.GateKnobs.create(lam=lam_now, tau=r.tau, kappa=r.kappa)
     cell_Q = np.asarray([history_cell[it.lang, it.domain] for it in items], np.int32)
-    prior = {}
+    # "tool_gain" measures the tool's accuracy over the calls that ran (a malformed call is the
+    # policy's failure, not the tool's).
+    prior = {"tool_B": sc["translated"]} if tool_gain else {}
     if r.gate_history_decay > 0:
-      prior = dict(zip(("prior_hits_Q", "prior_n_Q"),
+      prior.update(zip(("prior_hits_Q", "prior_n_Q"),
                        history.prior(cell_Q, r.gate_history_weight)))
       history = history.update(cell_Q, *native_counts(sc["correct"], called_B),
                                r.gate_history_decay)
-      if r.gate_threshold == "tool_gain":
+      if tool_gain:
         prior.update(zip(("prior_tool_hits_Q", "prior_tool_n_Q"),
                          tool_history.prior(cell_Q, r.gate_history_weight)))
         tool_history = tool_history.update(
             cell_Q, *native_counts(sc["correct"], 1 - sc["translated"]), r.gate_history_decay)
-    if r.gate_threshold == "tool_gain":
-      # The tool's accuracy over the calls that ran (a malformed call is the policy's failure,
-      # not the tool's).
-      prior["tool_B"] = sc["translated"]
     adv_B, gm = advantages(sc["reward"], sc["cost"], sc["correct"], called_B, gknobs, **prior)
     ro = out.rollout
     ref_logp_BxL = jnp.zeros_like(ro.logp_policy_BxL)

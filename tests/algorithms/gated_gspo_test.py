@@ -300,6 +300,7 @@ def test_decision_weight_scales_only_the_decision_gradient_of_gspo():
   with pytest.raises(ValueError, match="same B"):
     gg.decision_weighted_advantages(adv[:3], decision, weight)
 
+
 @pytest.mark.parametrize("mode", gg.MODES)
 def test_tool_gain_threshold_matches_numpy(mode):
   """threshold "tool_gain": tau_q = p_tool_q - lam * (mean cost of the group's calls), with the
@@ -333,7 +334,7 @@ def test_tool_gain_threshold_matches_numpy(mode):
   tool_B = x["translated"].copy()
   tool_B[0] = 0.0
   p_tool, cbar = gg.tool_stats(x["correct"], tool_B, x["cost"], group_size=G)
-  calls0 = [i for i in range(1, G)]
+  calls0 = range(1, G)
   np.testing.assert_allclose(float(p_tool[0]), sum(x["correct"][i] for i in calls0) / (G - 1),
                              rtol=1e-6)
   np.testing.assert_allclose(float(cbar[0]), sum(x["cost"][i] for i in calls0) / (G - 1),
