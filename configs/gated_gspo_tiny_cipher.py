@@ -67,7 +67,8 @@ def get_config(arg=None):
   # (g = sigmoid(kappa (p_native - tau)), SPEC §1(a) 5); gate_threshold [I]: "fixed" (tau) or
   # "tool_gain" (the threshold is the group's call accuracy minus the price, p_tool - lam * c:
   # the cost is charged where the tool gains less than it costs, so a higher lam charges more
-  # cells; gated_gspo module docstring); m_min: native answers the group (with
+  # cells) or "tool_gain_floor" (the larger of tau and p_tool - lam * c: cells below tau are
+  # never charged; gated_gspo module docstring); m_min: native answers the group (with
   # its history) needs before any cost is charged. lams: the cost-sensitivity sweep; both
   # families train at each.
   # adv_normalize: "std" (SPEC §1(a) 6, GRPO-style) or "none" (Dr.-style): with "std" a small

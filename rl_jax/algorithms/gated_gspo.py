@@ -25,6 +25,9 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
       lands at one cost; with "tool_gain" a higher price also charges the cells the model
       solves natively well enough (a Low language at lam = 0.5, not at 0.1), and translating
       stays free where the tool's gain exceeds its price (XLow, unseen languages).
+                   "tool_gain_floor":  tau_q = max(tau, p_tool_q - lam * cbar_q): "tool_gain"
+      with tau as a floor, so a cell whose native accuracy is below tau is never charged, even
+      while the tool's sampled accuracy is still low early in training (docs/translate_r1.md §5).
     The n_native >= m_min factor applies to every confidence gate: the cost is charged only when
     the group has *shown* native attempts; m_min = 0 switches it off. A group whose rollouts all
     translated has p_native = 0, so a hard native_success gate is 0 there: translating is free
@@ -40,9 +43,9 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
       H_l <- decay * (H_l + sum_{q in l} hits_q),   N_l <- decay * (N_l + sum_{q in l} n_native_q),
     l the cell of group q; decay = 0 is the group alone (SPEC §1(a) 4). w caps the history's
     weight at w native answers (w = inf: the full counts): with a small w the cell's rate breaks
-    the ties of a group's few answers instead of overruling them. For threshold "tool_gain" the
-    recipe keeps a second history of the calls (correct calls and calls, `native_counts` with
-    translated_B flipped) pooled into p_tool_q the same way.
+    the ties of a group's few answers instead of overruling them. For the "tool_gain"
+    thresholds the recipe keeps a second history of the calls (correct calls and calls,
+    `native_counts` with translated_B flipped) pooled into p_tool_q the same way.
 
   Calls carry the cost (c_i = 0 for a rollout that did not call), so g_q matters only in groups
   with calls; a group without calls has p_tool_q from its history alone.
@@ -71,7 +74,7 @@ from rl_jax.algorithms import advantages as adv_lib
 
 GATES = ("none", "native_success", "verbal_conf", "logprob_conf")
 MODES = ("hard", "soft")
-THRESHOLDS = ("fixed", "tool_gain")
+THRESHOLDS = ("fixed", "tool_gain", "tool_gain_floor")
 COST_IN = ("reward", "advantage")
 
 
@@ -82,7 +85,8 @@ class GateCfg:
   Attributes:
     gate: one of `GATES`.
     mode: "hard" (indicator) or "soft" (sigmoid with slope kappa).
-    threshold: "fixed" (tau) or "tool_gain" (tau_q = p_tool_q - lam * cbar_q, module docstring).
+    threshold: "fixed" (tau), "tool_gain" (tau_q = p_tool_q - lam * cbar_q) or "tool_gain_floor"
+      (tau_q = max(tau, p_tool_q - lam * cbar_q)); module docstring.
     m_min: minimum number of non-translating rollouts in the group for the gate to open.
     group_size: G, rollouts per prompt (consecutive rows).
     normalize: advantage normalisation, "std" (GRPO) or "none" (Dr. GRPO).
@@ -258,22 +262,26 @@ def tool_stats(correct_B, tool_B, cost_B, *, group_size: int, prior_hits_Q=None,
 def gate_threshold(knobs: GateKnobs, *, cfg: GateCfg, num_groups: int, correct_B=None,
                    tool_B=None, cost_B=None, prior_tool_hits_Q=None,
                    prior_tool_n_Q=None) -> jax.Array:
-  """tau_Q: knobs.tau for threshold "fixed"; p_tool_Q - lam * cbar_Q for "tool_gain"."""
+  """tau_Q: knobs.tau for threshold "fixed"; p_tool_Q - lam * cbar_Q for "tool_gain"; the
+  larger of the two for "tool_gain_floor"."""
   if cfg.threshold == "fixed":
     return jnp.broadcast_to(knobs.tau, (num_groups,))
   if cost_B is None:
-    raise ValueError("gate threshold 'tool_gain' needs cost_B [B] (in gate_threshold)")
+    raise ValueError(f"gate threshold {cfg.threshold!r} needs cost_B [B] (in gate_threshold)")
   p_tool_Q, cbar_Q = tool_stats(correct_B, tool_B, cost_B, group_size=cfg.group_size,
                                 prior_hits_Q=prior_tool_hits_Q, prior_n_Q=prior_tool_n_Q)
-  return p_tool_Q - knobs.lam * cbar_Q
+  gain_tau_Q = p_tool_Q - knobs.lam * cbar_Q
+  if cfg.threshold == "tool_gain_floor":
+    return jnp.maximum(knobs.tau, gain_tau_Q)
+  return gain_tau_Q
 
 
 def compute_gate(correct_B, translated_B, knobs: GateKnobs, *, cfg: GateCfg, verbal_conf_B=None,
                  first_token_logp_B=None, prior_hits_Q=None, prior_n_Q=None, cost_B=None,
                  tool_B=None, prior_tool_hits_Q=None, prior_tool_n_Q=None) -> jax.Array:
   """g_Q in [0, 1], one per group (formulas in the module docstring). cost_B, tool_B (rows
-  whose tool call ran; default translated_B) and the tool priors are read by threshold
-  "tool_gain" only."""
+  whose tool call ran; default translated_B) and the tool priors are read by the "tool_gain"
+  thresholds only."""
   conf_Q, n_native_Q = gate_confidence(correct_B, translated_B, cfg=cfg,
                                        verbal_conf_B=verbal_conf_B,
                                        first_token_logp_B=first_token_logp_B,
@@ -324,7 +332,7 @@ def gated_gspo_advantages(reward_B, cost_B, correct_B, translated_B, knobs: Gate
     verbal_conf_B, first_token_logp_B: inputs of the "verbal_conf" / "logprob_conf" gates.
     prior_hits_Q, prior_n_Q: native evidence pooled into each group's (`NativeHistory.prior`).
     tool_B, prior_tool_hits_Q, prior_tool_n_Q: rows whose tool call ran (default translated_B)
-      and prior counts of calls (threshold "tool_gain").
+      and prior counts of calls (the "tool_gain" thresholds).
   """
   prior = dict(prior_hits_Q=prior_hits_Q, prior_n_Q=prior_n_Q)
   g_Q = compute_gate(correct_B, translated_B, knobs, cfg=cfg, verbal_conf_B=verbal_conf_B,

@@ -289,8 +289,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
   # group's gate (0 decay: the group alone).
   num_cells = max(history_cell.values()) + 1
   history = gated_gspo.NativeHistory.create(num_cells)
-  # The same for the calls that ran (correct calls, calls): p_tool of threshold "tool_gain".
-  tool_gain = r.gate_threshold == "tool_gain"
+  # The same for the calls that ran (correct calls, calls): p_tool of the "tool_gain" thresholds.
+  tool_gain = r.gate_threshold != "fixed"
   tool_history = gated_gspo.NativeHistory.create(num_cells)
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
@@ -335,8 +335,8 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
     lam_now = lam if charging else 0.0
     gknobs = gated_gspo.GateKnobs.create(lam=lam_now, tau=r.tau, kappa=r.kappa)
     cell_Q = np.asarray([history_cell[it.lang, it.domain] for it in items], np.int32)
-    # "tool_gain" measures the tool's accuracy over the calls that ran (a malformed call is the
-    # policy's failure, not the tool's).
+    # The "tool_gain" thresholds measure the tool's accuracy over the calls that ran (a
+    # malformed call is the policy's failure, not the tool's).
     prior = {"tool_B": sc["translated"]} if tool_gain else {}
     if r.gate_history_decay > 0:
       prior.update(zip(("prior_hits_Q", "prior_n_Q"),

@@ -302,14 +302,16 @@ def test_decision_weight_scales_only_the_decision_gradient_of_gspo():
 
 
 @pytest.mark.parametrize("mode", gg.MODES)
-def test_tool_gain_threshold_matches_numpy(mode):
+@pytest.mark.parametrize("threshold", ["tool_gain", "tool_gain_floor"])
+def test_tool_gain_threshold_matches_numpy(mode, threshold):
   """threshold "tool_gain": tau_q = p_tool_q - lam * (mean cost of the group's calls), with the
-  call counts pooled with a prior, vs an explicit per-group loop."""
+  call counts pooled with a prior; "tool_gain_floor": max(tau, that); vs a per-group loop."""
   x = _inputs(seed=7)
   num_groups = len(x["correct"]) // G
   tool_hits, tool_n = np.arange(num_groups, dtype=np.float32), np.full(num_groups, 4.0)
-  cfg = gg.GateCfg(gate="native_success", mode=mode, threshold="tool_gain", m_min=1,
+  cfg = gg.GateCfg(gate="native_success", mode=mode, threshold=threshold, m_min=1,
                    group_size=G)
+  floor = 0.4
   for lam, kappa in ((0.1, 10.0), (0.5, 3.0)):
     expected = []
     for q in range(num_groups):
@@ -320,14 +322,16 @@ def test_tool_gain_threshold_matches_numpy(mode):
       p_tool = (sum(x["correct"][i] for i in calls) + tool_hits[q]) / max(1, len(calls) + 4)
       cbar = sum(x["cost"][i] for i in calls) / max(1, len(calls))
       tau = p_tool - lam * cbar
+      if threshold == "tool_gain_floor":
+        tau = max(floor, tau)
       if mode == "hard":
         open_ = float(p_native >= tau)
       else:
         open_ = 1 / (1 + math.exp(-kappa * (p_native - tau)))
       expected.append(open_ * float(len(native) >= 1))
-    g = gg.compute_gate(x["correct"], x["translated"], gg.GateKnobs.create(lam=lam, kappa=kappa),
-                        cfg=cfg, cost_B=x["cost"], prior_tool_hits_Q=tool_hits,
-                        prior_tool_n_Q=tool_n)
+    knobs = gg.GateKnobs.create(lam=lam, tau=floor, kappa=kappa)
+    g = gg.compute_gate(x["correct"], x["translated"], knobs, cfg=cfg, cost_B=x["cost"],
+                        prior_tool_hits_Q=tool_hits, prior_tool_n_Q=tool_n)
     np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-5, atol=1e-6)
   # tool_B: only the calls that ran count for p_tool (row 0 of group 0 a malformed call: not a
   # tool call); with no call in the group or its prior, p_tool = 1 (an untried tool).
@@ -349,15 +353,19 @@ def test_tool_gain_threshold_matches_numpy(mode):
 def test_tool_gain_threshold_charges_more_cells_at_a_higher_price():
   """One group, 2 native answers (1 correct: p_native 0.5) and 2 calls of cost 1 (both correct:
   p_tool 1): the tool gains 0.5. At lam = 0.25 the price is below the gain (free: g = 0), at
-  lam = 0.5 it matches it (charged: g = 1); the fixed tau = 0.5 charges at both prices."""
+  lam = 0.5 it matches it (charged: g = 1); the fixed tau = 0.5 charges at both prices. With
+  the floor tau = 0.75 (above p_native 0.5) "tool_gain_floor" charges at neither price; with
+  tau = 0.5 it is "tool_gain"."""
   correct = np.array([1, 1, 1, 0], np.float32)
   translated = np.array([1, 1, 0, 0], np.float32)
   cost = np.array([1, 1, 0, 0], np.float32)
-  for threshold, expected in (("tool_gain", [0.0, 1.0]), ("fixed", [1.0, 1.0])):
+  for threshold, tau, expected in (("tool_gain", 0.5, [0.0, 1.0]), ("fixed", 0.5, [1.0, 1.0]),
+                                   ("tool_gain_floor", 0.75, [0.0, 0.0]),
+                                   ("tool_gain_floor", 0.5, [0.0, 1.0])):
     cfg = gg.GateCfg(group_size=G, m_min=2, threshold=threshold)
-    got = [float(gg.compute_gate(correct, translated, gg.GateKnobs.create(lam=lam, tau=0.5),
+    got = [float(gg.compute_gate(correct, translated, gg.GateKnobs.create(lam=lam, tau=tau),
                                  cfg=cfg, cost_B=cost)[0]) for lam in (0.25, 0.5)]
-    assert got == expected, (threshold, got)
+    assert got == expected, (threshold, tau, got)
   # The gated reward then charges the calls at lam = 0.5 only: R = r - lam * c * g.
   adv, m = gg.gated_gspo_advantages(correct, cost, correct, translated,
                                     gg.GateKnobs.create(lam=0.5),

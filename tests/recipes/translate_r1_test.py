@@ -365,9 +365,11 @@ def test_history_cells_pool_by_language_or_by_language_and_domain(tmp_path):
     _gated_rl_metrics(config, tmp_path / "bad", lam=0.5)
 
 
-def test_tool_gain_threshold_gets_the_calls_that_ran_and_their_history(tmp_path, monkeypatch):
-  """rl.gate_threshold="tool_gain": the advantages get the rows whose call ran (tool_B) and a
-  per-language history of calls (prior_tool_*); the fixed threshold gets neither."""
+@pytest.mark.parametrize("threshold", ["tool_gain", "tool_gain_floor"])
+def test_tool_gain_threshold_gets_the_calls_that_ran_and_their_history(tmp_path, monkeypatch,
+                                                                        threshold):
+  """rl.gate_threshold="tool_gain" / "tool_gain_floor": the advantages get the rows whose call
+  ran (tool_B) and a per-language history of calls (prior_tool_*); "fixed" gets neither."""
   seen = []
   real = translate_r1.gated_gspo.gated_gspo_advantages
 
@@ -378,7 +380,7 @@ def test_tool_gain_threshold_gets_the_calls_that_ran_and_their_history(tmp_path,
   monkeypatch.setattr(translate_r1.gated_gspo, "gated_gspo_advantages", spy)
   config = _config("runlocal")
   config.rl.steps = 2
-  config.rl.gate_threshold = "tool_gain"
+  config.rl.gate_threshold = threshold
   rows = _gated_rl_metrics(config, tmp_path / "gain", lam=0.5)
   assert len(rows) == 2 and all(0.0 <= row["gate/mean"] <= 1.0 for row in rows)
   assert seen[-1] == ["prior_hits_Q", "prior_n_Q", "prior_tool_hits_Q", "prior_tool_n_Q",
