@@ -215,12 +215,9 @@ def history_cells(langs, domains, key: str) -> dict[tuple[str, str], int]:
   raise ValueError(f"gate_history_key must be one of {HISTORY_KEYS}, got {key!r}")
 
 
-def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, writer,
-             track_items, ref_params=None) -> tuple[Any, list[dict]]:
-  """Stage 3: confidence-gated (or ungated) GSPO from `params`; returns (params, tracking),
-  tracking = greedy translate rate per language on `track_items` every `track_every` steps.
-  With `rl.kl_beta` > 0 the KL reference is `ref_params` (default: `params`, the SFT policy)."""
-  r = ctx.config.rl
+def check_rl_section(r) -> None:
+  """Validates `config.rl` (the fields rl_train reads); `run` calls it before pretraining, so a
+  bad field fails in seconds, not after pretraining and SFT."""
   if not 0 <= r.native_rows < r.group_size:
     raise ValueError(f"config.rl.native_rows must be in [0, group_size={r.group_size}), got "
                      f"{r.native_rows}")
@@ -260,6 +257,24 @@ def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, wri
                      f"{r.drop_zero_advantage}")
   if r.decision_weight <= 0:
     raise ValueError(f"config.rl.decision_weight must be > 0, got {r.decision_weight}")
+  unknown = [g for g in r.gates if g not in gated_gspo.GATES]
+  if not r.gates or unknown:
+    raise ValueError(f"config.rl.gates must name some of {gated_gspo.GATES}, got "
+                     f"{tuple(r.gates)!r}")
+  if not r.lams or not all(lam >= 0 for lam in r.lams):
+    raise ValueError(f"config.rl.lams must be prices >= 0 (at least one), got {tuple(r.lams)!r}")
+  if r.gate_mode not in gated_gspo.MODES:
+    raise ValueError(f"config.rl.gate_mode must be one of {gated_gspo.MODES}, got "
+                     f"{r.gate_mode!r}")
+
+
+def rl_train(ctx: Context, params, *, gate: str, lam: float, key: jax.Array, writer,
+             track_items, ref_params=None) -> tuple[Any, list[dict]]:
+  """Stage 3: confidence-gated (or ungated) GSPO from `params`; returns (params, tracking),
+  tracking = greedy translate rate per language on `track_items` every `track_every` steps.
+  With `rl.kl_beta` > 0 the KL reference is `ref_params` (default: `params`, the SFT policy)."""
+  r = ctx.config.rl
+  check_rl_section(r)
   # GSPO-token keeps GSPO's sequence ratio and clipping and takes per-token advantages, so the
   # decision token's gradient can be scaled alone (rl.decision_weight).
   pre = losses.preset("gspo" if r.decision_weight == 1.0 else "gspo_token")
@@ -396,6 +411,7 @@ def run(config, workdir: str, log=print) -> dict[str, Any]:
   os.makedirs(workdir, exist_ok=True)
   t0 = time.time()
   ctx = Context(config)
+  check_rl_section(config.rl)
   key = jax.random.key(config.seed)
   writer = lambda name: metrics_lib.MetricWriter(os.path.join(workdir, name), tensorboard=False)
   log(f"model: {ctx.model_cfg.num_params()} params, vocab {ctx.tokenizer.vocab_size}, "
