@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import matplotlib
 import pytest
@@ -48,3 +50,24 @@ def test_notebook_runs_in_runlocal_mode(name, tmp_path, monkeypatch):
     if "parameters" in tags:
       ns.update(RUNLOCAL=True, WORKDIR=str(tmp_path / "run"))
   assert os.listdir(tmp_path / "run"), f"{name}: wrote nothing into WORKDIR"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_setup_cell_imports_a_package_installed_in_the_running_kernel(name):
+  """In Colab the install cell runs inside the kernel, after start-up: the editable install's
+  import hook (its .pth file) has not run, so `rl_jax.kernels` (mapped to kernels/) is missing
+  until the setup cell re-runs the site hooks. Simulated in a fresh interpreter by removing the
+  hook before the cell runs."""
+  setup = [src for _, src in _code_cells(json.loads((COLAB / name).read_text()), name)
+           if "site.addsitedir" in src]
+  assert len(setup) == 1, f"{name}: needs one setup cell that re-runs the site hooks"
+  script = "\n".join([
+      "import sys",
+      "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]",
+      setup[0].split("import jax")[0],  # the device listing is not what is tested
+      "import rl_jax.plan, configs.common",
+      "print('imported')",
+  ])
+  out = subprocess.run([sys.executable, "-c", script], cwd=COLAB, capture_output=True,
+                       text=True, timeout=300, check=False)
+  assert out.returncode == 0 and "imported" in out.stdout, out.stderr[-2000:]
