@@ -10,6 +10,7 @@ import pytest
 
 from rl_jax import metrics as metrics_lib
 from rl_jax.recipes import translate_r1
+from rl_jax.recipes import translate_r1_rl
 from rl_jax.recipes import translate_r1_eval as ev
 
 CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "gated_gspo_tiny_cipher.py"
@@ -252,7 +253,7 @@ def test_malformed_calls_are_not_native_evidence():
   scores = ev.score_episodes(env, out)
   np.testing.assert_array_equal(scores["translated"], [1, 0, 0, 0])
   np.testing.assert_array_equal(ev.attempted_call(scores), [1, 1, 0, 0])
-  p_native, n_native = translate_r1.gated_gspo.native_stats(
+  p_native, n_native = translate_r1_rl.gated_gspo.native_stats(
       scores["correct"], ev.attempted_call(scores), group_size=4)
   assert float(n_native[0]) == 2.0 and float(p_native[0]) == 0.5
 
@@ -340,13 +341,13 @@ def test_decision_weight_marks_the_first_policy_token_of_sampled_rows(tmp_path, 
   params = translate_r1.qwen3.init_params(ctx.model_cfg, translate_r1.jax.random.key(0))
   writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
   seen = []
-  real = translate_r1.train_on_rollout
+  real = translate_r1_rl.train_on_rollout
 
   def spy(state, batch, *args, **kwargs):
     seen.append(batch)
     return real(state, batch, *args, **kwargs)
 
-  monkeypatch.setattr(translate_r1, "train_on_rollout", spy)
+  monkeypatch.setattr(translate_r1_rl, "train_on_rollout", spy)
   translate_r1.rl_train(ctx, params, gate="native_success", lam=0.5,
                         key=translate_r1.jax.random.key(1), writer=writer, track_items=[])
   (batch,) = seen
@@ -366,9 +367,9 @@ def test_decision_weight_marks_the_first_policy_token_of_sampled_rows(tmp_path, 
 
 def test_history_cells_pool_by_language_or_by_language_and_domain(tmp_path):
   langs, domains = ("en", "a", "b"), ("x", "y")
-  assert translate_r1.history_cells(langs, domains, "language") == {
+  assert translate_r1_rl.history_cells(langs, domains, "language") == {
       ("en", "x"): 0, ("en", "y"): 0, ("a", "x"): 1, ("a", "y"): 1, ("b", "x"): 2, ("b", "y"): 2}
-  assert translate_r1.history_cells(langs, domains, "language_domain") == {
+  assert translate_r1_rl.history_cells(langs, domains, "language_domain") == {
       ("en", "x"): 0, ("en", "y"): 1, ("a", "x"): 2, ("a", "y"): 3, ("b", "x"): 4, ("b", "y"): 5}
   config = _config("runlocal")
   config.rl.steps = 2
@@ -386,13 +387,13 @@ def test_tool_gain_threshold_gets_the_calls_that_ran_and_their_history(tmp_path,
   """rl.gate_threshold="tool_gain" / "tool_gain_floor": the advantages get the rows whose call
   ran (tool_B) and a per-language history of calls (prior_tool_*); "fixed" gets neither."""
   seen = []
-  real = translate_r1.gated_gspo.gated_gspo_advantages
+  real = translate_r1_rl.gated_gspo.gated_gspo_advantages
 
   def spy(*args, **kwargs):
     seen.append(sorted(k for k, v in kwargs.items() if v is not None and k != "cfg"))
     return real(*args, **kwargs)
 
-  monkeypatch.setattr(translate_r1.gated_gspo, "gated_gspo_advantages", spy)
+  monkeypatch.setattr(translate_r1_rl.gated_gspo, "gated_gspo_advantages", spy)
   config = _config("runlocal")
   config.rl.steps = 2
   config.rl.gate_threshold = threshold
