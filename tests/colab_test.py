@@ -19,6 +19,9 @@ NOTEBOOKS = sorted(p.name for p in COLAB.glob("*.ipynb"))
 
 def _code_cells(nb: dict, name: str) -> list[tuple[list[str], str]]:
   assert nb.get("nbformat") == 4, f"{name}: expected nbformat 4, got {nb.get('nbformat')}"
+  ids = [cell.get("id") for cell in nb["cells"]]
+  assert nb.get("nbformat_minor", 0) < 5 or (None not in ids and len(set(ids)) == len(ids)), (
+      f"{name}: nbformat 4.5 needs a unique id on every cell, got {ids}")
   cells = []
   for i, cell in enumerate(nb["cells"]):
     assert cell["cell_type"] in ("code", "markdown"), f"{name}: cell {i}: {cell['cell_type']}"
