@@ -108,6 +108,11 @@ class GateCfg:
   std_ddof: int = 1
   cost_in: str = "reward"
 
+  @property
+  def uses_tool_stats(self) -> bool:
+    """Whether the threshold reads the group's calls (tool_B, cost_B and the call priors)."""
+    return self.threshold != "fixed"
+
   def __post_init__(self):
     if self.cost_in not in COST_IN:
       raise ValueError(f"GateCfg.cost_in must be one of {COST_IN}, got {self.cost_in!r}")
@@ -264,7 +269,7 @@ def gate_threshold(knobs: GateKnobs, *, cfg: GateCfg, num_groups: int, correct_B
                    prior_tool_n_Q=None) -> jax.Array:
   """tau_Q: knobs.tau for threshold "fixed"; p_tool_Q - lam * cbar_Q for "tool_gain"; the
   larger of the two for "tool_gain_floor"."""
-  if cfg.threshold == "fixed":
+  if not cfg.uses_tool_stats:
     return jnp.broadcast_to(knobs.tau, (num_groups,))
   if cost_B is None:
     raise ValueError(f"gate threshold {cfg.threshold!r} needs cost_B [B] (in gate_threshold)")

@@ -133,8 +133,8 @@ def rl_train(ctx, params, *, gate: str, lam: float, key: jax.Array, writer,
   num_cells = max(history_cell.values()) + 1
   history = gated_gspo.NativeHistory.create(num_cells)
   # The same for the calls that ran (correct calls, calls): p_tool of the "tool_gain" thresholds.
-  tool_gain = r.gate_threshold != "fixed"
-  tool_history = gated_gspo.NativeHistory.create(num_cells)
+  tool_gain = gate_cfg.uses_tool_stats
+  tool_history = gated_gspo.NativeHistory.create(num_cells) if tool_gain else None
   # The last `native_rows` rollouts of each group answer natively ("<answer>" forced, loss 0 on
   # it): native evidence for the gate in every group, so a policy that always calls cannot blind
   # it (docs/translate_r1.md §5).
