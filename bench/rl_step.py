@@ -1,10 +1,23 @@
-"""Wall time of one full RL step (rollout + host rewards + update) for the quickstart config.
+"""Wall time of one RL step of the training loop against the pre-refactor RL iteration, same run.
 
     python bench/rl_step.py [--steps 5] [--prompts 64] [--group 8]
+    python bench/rl_step.py --quick      # the runlocal model, 4 prompts x G=4, 2 steps (the test)
 
-Prints the median over `--steps` steps (after one warm-up step that compiles) of the three parts
-and their share; the numbers go in docs/benchmarks.md with the machine. No SFT: a random policy
-of the same shapes costs the same per step (responses run to the same 10-token budget).
+new: the RL stage of `rl_jax.main` as `rl_jax.stages.rl.run_rl` drives it (`build_context`,
+  `build_rl`, the stage's `make_update_step`, then `rl_iteration` per step) for the quickstart
+  config with `timing=True`, so the update is blocked on inside the step.
+old: the RL iteration before the stage refactor, reproduced here (`OldRLStep`: what the removed
+  `rl_jax/rl_step.py` ran for this config): encode prompts -> `generate` -> task rewards ->
+  `group_advantages` -> a `Batch` with zero reference log-probs -> `train_on_rollout` with the
+  default jitted `update_step` -> `jax.block_until_ready`, the state re-placed on the mesh.
+
+Both start from the same params, draw the same prompts (the stage's prompt source) and use the
+same keys (the stage key of step s, split into rollout and update keys), so their first rollouts
+are identical (checked, the last line). Steps are interleaved (old and new alternate, the order
+swapped every step, so load on the machine hits both alike); step 0 of each compiles and is not
+timed. Per part the median over `--steps` steps: rollout (prompts, generate, detokenise, rewards),
+update (`train_on_rollout`, blocked on) and total (the whole step, wall clock); the ratio new/old
+per part. No SFT: a random policy of the same shapes costs the same per step.
 """
 from __future__ import annotations
 
@@ -13,6 +26,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 import jax
@@ -22,66 +36,166 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import quickstart  # noqa: E402
-from rl_jax import experiment, trainer, tasks  # noqa: E402
+from rl_jax import experiment, sharding  # noqa: E402
 from rl_jax.algorithms import advantages  # noqa: E402
 from rl_jax.data.encoding import decode_responses, encode_prompts  # noqa: E402
-from rl_jax.sampling.generate import generate  # noqa: E402
-from rl_jax.tokenizers import load_tokenizer  # noqa: E402
+from rl_jax.sampling.generate import GenerateCfg, generate  # noqa: E402
+from rl_jax.stages import rl as rl_stage  # noqa: E402
+from rl_jax.stages.context import build_context  # noqa: E402
 from rl_jax.types import Batch  # noqa: E402
-from rl_jax.update import init_train_state, train_on_rollout  # noqa: E402
+from rl_jax.update import init_train_state, make_update_step, train_on_rollout  # noqa: E402
+
+PARTS = ("rollout", "update", "total")
+HEADER = ("part", "old s/step", "new s/step", "new/old")
+
+
+class OldRLStep:
+  """The pre-refactor RL iteration (no dynamic sampling, no KL, as the quickstart runs it), on
+  the parts of an `RLSetup` that describe the same work: its prompt source, knobs and configs."""
+
+  def __init__(self, setup: rl_stage.RLSetup):
+    ctx, r = setup.ctx, setup.section
+    self.setup, self.ctx, self.section = setup, ctx, r
+    tok = ctx.tokenizer
+    self.gen_cfg = GenerateCfg(max_new_tokens=ctx.exp.max_new_tokens, group_size=r.group_size,
+                               stop_ids=(tok.eos_id,), pad_id=tok.pad_id)
+    self.source_state = setup.init_part_state()["source"]
+    self.last_tokens = None  # the last rollout's tokens (the agreement check)
+
+  def __call__(self, state, step: int, key: jax.Array):
+    """One step: (state, {"rollout": s, "update": s}); the update is blocked on."""
+    ctx, r, g = self.ctx, self.section, self.section.group_size
+    rollout_key, update_key = jax.random.split(key)  # as `rl_iteration` (same keys)
+    t0 = time.perf_counter()
+    problems, _ = self.setup.source.sample(self.source_state, r.prompts_per_step, step, 0)
+    tokens, valid = encode_prompts(ctx.tokenizer, [ctx.task.prompt_fn(p) for p in problems],
+                                   ctx.exp.prompt_len)
+    placed = sharding.shard_batch({"prompt_tokens": tokens, "prompt_valid": valid}, ctx.mesh)
+    rollout = sharding.to_host(generate(state.params, placed["prompt_tokens"],
+                                        placed["prompt_valid"], jax.random.fold_in(rollout_key, 0),
+                                        self.setup.sample_knobs, model_cfg=ctx.model_cfg,
+                                        cfg=self.gen_cfg))
+    texts = decode_responses(ctx.tokenizer, rollout.tokens_BxL, rollout.loss_mask_BxL,
+                             ctx.exp.prompt_len, self.gen_cfg.stop_ids)
+    rewards = ctx.task.rewards([p for p in problems for _ in range(g)], texts)
+    t_rollout = time.perf_counter() - t0
+    self.last_tokens = rollout.tokens_BxL
+
+    adv_B = np.asarray(advantages.group_advantages(jnp.asarray(rewards), group_size=g,
+                                                   normalize=r.adv_normalize))
+    rows = sharding.shard_batch(
+        {"tokens": rollout.tokens_BxL, "valid": rollout.valid_BxL,
+         "loss_mask": rollout.loss_mask_BxL, "old_logp": rollout.logp_policy_BxL,
+         "advantages": adv_B}, ctx.mesh)
+    ref_logp = sharding.shard_batch(np.zeros(np.shape(rollout.tokens_BxL), np.float32), ctx.mesh)
+    batch = Batch(tokens_BxL=rows["tokens"], valid_BxL=rows["valid"],
+                  loss_mask_BxL=rows["loss_mask"], old_logp_BxL=rows["old_logp"],
+                  ref_logp_BxL=ref_logp, advantages_B=rows["advantages"])
+    t1 = time.perf_counter()
+    state, _ = train_on_rollout(state, batch, self.setup.update_knobs, update_key,
+                                cfg=self.setup.update_cfg, num_epochs=r.num_epochs,
+                                num_minibatches=r.num_minibatches, group_size=g, mesh=ctx.mesh,
+                                drop_zero_advantage=r.drop_zero_advantage)
+    jax.block_until_ready(state.params)
+    t_update = time.perf_counter() - t1
+    state = sharding.shard_train_state(state, ctx.mesh)
+    return state, {"rollout": t_rollout, "update": t_update}
+
+
+class _Recording:
+  """Wraps a rollout part and keeps its last output's tokens (step 0 only: the agreement)."""
+
+  def __init__(self, rollout):
+    self.rollout, self.last_tokens = rollout, None
+
+  def __call__(self, *args, **kwargs):
+    out = self.rollout(*args, **kwargs)
+    self.last_tokens = np.asarray(out.rollout.tokens_BxL)
+    return out
+
+
+def build(args):
+  c = quickstart.get_config("runlocal" if args.quick else None)
+  c.rl.prompts_per_step, c.rl.group_size = args.prompts, args.group
+  c.timing = True  # rl_iteration blocks on the update, as the old iteration did
+  exp = experiment.from_config_dict(c)
+  # The workdir is never written: the bench runs no stage through the loop (no metrics, no
+  # checkpoints), only the stage's step.
+  ctx = build_context(exp, os.path.join(tempfile.gettempdir(), "bench_rl_step"),
+                      show_progress=False)
+  setup = rl_stage.build_rl(ctx, exp.rl)
+  fresh = lambda: sharding.shard_train_state(
+      init_train_state(jax.tree.map(jnp.copy, ctx.init_params), setup.update_cfg), ctx.mesh)
+  new_state, old_state = fresh(), fresh()  # own buffers: each update donates its state
+  setup.step_fn = make_update_step(setup.update_cfg,
+                                   sharding.state_shardings(new_state, ctx.mesh))
+  return exp, ctx, setup, new_state, old_state
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--prompts", type=int, default=64)
-  parser.add_argument("--group", type=int, default=8)
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--steps", type=int, default=None, help="timed steps (default 5; quick 2)")
+  parser.add_argument("--prompts", type=int, default=None, help="prompts per step (64; quick 4)")
+  parser.add_argument("--group", type=int, default=None, help="samples per prompt (8; quick 4)")
+  parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds (the test)")
   args = parser.parse_args(argv)
-  c = quickstart.get_config()
-  c.rl.prompts_per_step, c.rl.group_size = args.prompts, args.group
-  exp = experiment.from_config_dict(c)
-  tok = load_tokenizer(exp.tokenizer)
-  task_kwargs = dict(exp.task)
-  task = tasks.make_task(task_kwargs.pop("name"), **task_kwargs)
-  model_cfg, params = trainer.build_model(exp, tok.vocab_size, jax.random.key(0))
-  ctx = trainer._rl_context(exp, task, tok, model_cfg)  # pylint: disable=protected-access
-  state = init_train_state(params, ctx.update_cfg)
-  g = exp.rl.group_size
-  parts = {"rollout": [], "host": [], "update": []}
-  for step in range(args.steps + 1):
-    problems = task.sample_rl(exp.rl.prompts_per_step, np.random.default_rng(step))
+  defaults = (2, 4, 4) if args.quick else (5, 64, 8)
+  for name, default in zip(("steps", "prompts", "group"), defaults):
+    if getattr(args, name) is None:
+      setattr(args, name, default)
+    if getattr(args, name) < 1:
+      parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+
+  exp, ctx, setup, new_state, old_state = build(args)
+  old_step = OldRLStep(setup)
+  recorder = setup.rollout = _Recording(setup.rollout)
+  part_state = setup.init_part_state()
+  stage_key = ctx.stage_key("rl")
+  times = {"old": {p: [] for p in PARTS}, "new": {p: [] for p in PARTS}}
+  same_first = None
+
+  def run_new(step, key):
+    nonlocal new_state, part_state
     t0 = time.perf_counter()
-    toks, valid = encode_prompts(tok, [task.prompt_fn(p) for p in problems], exp.prompt_len)
-    rollout = jax.block_until_ready(generate(state.params, jnp.asarray(toks), jnp.asarray(valid),
-                                             jax.random.key(step), ctx.sample_knobs,
-                                             model_cfg=model_cfg, cfg=ctx.gen_cfg))
-    t1 = time.perf_counter()
-    host = jax.device_get(rollout)
-    texts = decode_responses(tok, host.tokens_BxL, host.loss_mask_BxL, exp.prompt_len,
-                             ctx.gen_cfg.stop_ids)
-    rewards = task.rewards([p for p in problems for _ in range(g)], texts)
-    adv = advantages.group_advantages(jnp.asarray(rewards), group_size=g, normalize="std")
-    t2 = time.perf_counter()
-    batch = Batch(rollout.tokens_BxL, rollout.valid_BxL, rollout.loss_mask_BxL,
-                  rollout.logp_policy_BxL, jnp.zeros_like(rollout.logp_policy_BxL), adv)
-    state, metrics = train_on_rollout(state, batch, ctx.update_knobs, jax.random.key(step),
-                                      cfg=ctx.update_cfg, group_size=g)
-    jax.block_until_ready(metrics)
-    t3 = time.perf_counter()
-    if step:  # step 0 compiles
-      for name, dt in (("rollout", t1 - t0), ("host", t2 - t1), ("update", t3 - t2)):
-        parts[name].append(dt)
-  med = {k: statistics.median(v) for k, v in parts.items()}
-  total = sum(med.values())
+    new_state, part_state, m = rl_stage.rl_iteration(setup, new_state, None, part_state, step,
+                                                     key)
+    total = time.perf_counter() - t0
+    return {"rollout": m["time/rollout_s"], "update": m["time/update_s"], "total": total}
+
+  def run_old(step, key):
+    nonlocal old_state
+    t0 = time.perf_counter()
+    old_state, parts = old_step(old_state, step, key)
+    return {**parts, "total": time.perf_counter() - t0}
+
+  for step in range(args.steps + 1):
+    key = jax.random.fold_in(stage_key, step)  # the key `run_rl` gives step `step`
+    order = (("new", run_new), ("old", run_old))
+    results = dict((name, fn(step, key)) for name, fn in (order if step % 2 else order[::-1]))
+    if step == 0:  # compiles; both from the same params with the same prompts and keys
+      same_first = bool(np.array_equal(recorder.last_tokens, old_step.last_tokens))
+      setup.rollout = recorder.rollout  # timed steps run the stage's own rollout part
+      continue
+    for name in ("old", "new"):
+      for p in PARTS:
+        times[name][p].append(results[name][p])
+
+  med = {name: {p: statistics.median(v) for p, v in parts.items()}
+         for name, parts in times.items()}
+  ratio = {p: med["new"][p] / med["old"][p] for p in PARTS}
+  r = exp.rl
   print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"jax {jax.__version__}, backend {jax.default_backend()}")
-  print(f"batch: {exp.rl.prompts_per_step} prompts x G={g}, P={exp.prompt_len}, "
-        f"N={exp.max_new_tokens}; median of {args.steps} steps")
-  print("| part | seconds | share |\n|---|---:|---:|")
-  for k, v in med.items():
-    print(f"| {k} | {v:.3f} | {100 * v / total:.0f}% |")
-  print(f"| total | {total:.3f} | 100% |")
-  return med
+        f"jax {jax.__version__}, backend {jax.default_backend()}, "
+        f"{len(jax.devices())} device(s)")
+  print(f"batch: {r.prompts_per_step} prompts x G={r.group_size}, P={exp.prompt_len}, "
+        f"N={exp.max_new_tokens}, model {ctx.model_cfg.num_params():,} params; median of "
+        f"{args.steps} interleaved steps each (after 1 compiling step)")
+  print("| " + " | ".join(HEADER) + " |\n|---|---:|---:|---:|")
+  for p in PARTS:
+    print(f"| {p} | {med['old'][p]:.4f} | {med['new'][p]:.4f} | {ratio[p]:.3f} |")
+  print(f"first rollout identical (same params, prompts, keys): {'yes' if same_first else 'NO'}")
+  return {"old": med["old"], "new": med["new"], "ratio": ratio, "steps": args.steps,
+          "same_first_rollout": same_first}
 
 
 if __name__ == "__main__":

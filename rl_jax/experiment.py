@@ -2,16 +2,32 @@
 
 `configs/*.py` return a `ConfigDict`; `from_config_dict` converts each section to the dataclass
 below and rejects any key that is not a field, naming it (`rl.eps_hgih`: unknown key; valid keys
-are ...). Library functions then receive only their own section (DESIGN.md §1). Every field is
-documented here: this file is the reference for what a config can set.
+are ...). Parts chosen by name (`task`, `rl.prompt_source`, `rl.scorer`, `rl.advantage`,
+`eval.evaluator`, `report`) are dicts `{"name": ..., **kwargs}` whose kwargs are checked against
+the registered factory. A project adds top-level sections with `register_section` (its module is
+imported first: `imports`). Library functions receive only their own section (DESIGN.md §1).
+Every field is documented here: this file is the reference for what a config can set.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import importlib
+import itertools
 from typing import Any, Mapping
 
 from rl_jax.models.config import ModelConfig
+from rl_jax.registry import Registry
+
+# Top-level config sections that projects add (name -> frozen dataclass).
+SECTIONS: Registry = Registry("config section")
+STAGE_KINDS = ("pretrain", "sft", "rl", "preference")
+
+
+def register_section(name: str, cls) -> None:
+  """Lets a config carry a top-level section `name` converted strictly to `cls`."""
+  if name in {f.name for f in dataclasses.fields(Experiment)}:
+    raise ValueError(f"config section {name!r} is a core section")
+  SECTIONS.register(name)(cls)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,23 +43,55 @@ class ModelSection:
 
 
 @dataclasses.dataclass(frozen=True)
-class SFTSection:
-  """Supervised warm start on the task's worked solutions (0 steps skips it).
-  steps: optimizer steps. batch_size: examples per step (cycled over the train set).
-  learning_rate / warmup_steps / schedule: as `rl_jax.optim.OptimCfg` (decay ends at `steps`)."""
+class SupervisedSection:
+  """A supervised stage (`pretrain`: next-token loss on the task's corpus; `sft`: the task's
+  demonstrations, loss on completion tokens). 0 steps skips the stage.
+  steps: optimizer steps. batch_size: sequences per step.
+  learning_rate: peak learning rate (the one source: it is the traced knob of the step).
+  warmup_steps / schedule / min_lr_ratio / weight_decay / max_grad_norm: the optimizer
+    (`rl_jax.optim.OptimCfg`; decay ends at `steps`).
+  num_microbatches: gradient accumulation (exact, DESIGN.md §3.4).
+  start_from: stage whose final params this stage starts from ("" = the stage before it; the
+    first stage starts from the model's initial params)."""
   steps: int = 0
   batch_size: int = 64
   learning_rate: float = 1e-3
   warmup_steps: int = 20
   schedule: str = "cosine"
+  min_lr_ratio: float = 0.0
+  weight_decay: float = 0.0
+  max_grad_norm: float = 1.0
+  num_microbatches: int = 1
+  start_from: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutSection:
+  """How episodes are sampled (`rl_jax.sampling.rollouts`).
+  name: "generate" (one turn of max_new_tokens) or "tool" (multi-turn with the task's ToolEnv:
+    up to max_calls calls, each answered by at most tool_tokens tokens; a longer response is
+    truncated and counted).
+  row_bucket: tool rollouts: turns after the first generate only for the rows still in an
+    episode, padded to a multiple of this many rows (0 = every row in every turn).
+  native_rows / native_prefix: the last native_rows samples of each group start with the forced
+    text native_prefix (loss 0), e.g. an answer tag that forbids a tool call: evidence of the
+    policy's native accuracy in every group (the gated advantage reads it)."""
+  name: str = "generate"
+  max_calls: int = 1
+  tool_tokens: int = 0
+  row_bucket: int = 0
+  native_rows: int = 0
+  native_prefix: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class RLSection:
-  """Reinforcement learning after SFT.
+  """Reinforcement learning. An RL step = prompt source -> rollout -> scorer -> advantage ->
+  update (docs/architecture.md).
 
   algorithm: loss preset: grpo | dr_grpo | dapo | bnpo | gspo | gspo_token
-    (`rl_jax.algorithms.losses.preset`); the fields below set to None keep the preset's value.
+    (`rl_jax.algorithms.losses.preset`); the fields below set to None keep the preset's value
+    (config.json in the workdir records the resolved values).
   steps: rollout batches (RL iterations); 0 skips RL.
   prompts_per_step: prompts per rollout batch; group_size: samples per prompt (G).
   num_epochs / num_minibatches: optimizer passes over each rollout batch and mini-batches per
@@ -51,16 +99,33 @@ class RLSection:
   num_microbatches: gradient accumulation inside one optimizer step (exact for every mode).
   temperature / top_p / top_k: sampling knobs (traced).
   eps_low / eps_high / eps_c / beta: clip range, dual clip, KL coefficient (traced).
-  kl_estimator: k1 | k2 | k3; use_kl_loss: add beta*KL to the loss (needs reference log-probs).
+  kl_estimator: k1 | k2 | k3; use_kl_loss: add beta*KL to the loss (reference = the params the
+    stage starts from).
   agg: loss aggregation (token_mean | seq_mean_token_mean | seq_mean_token_sum |
-    seq_mean_token_sum_norm); adv_normalize: std (GRPO) | none (Dr. GRPO).
-  learning_rate / warmup_steps / schedule / weight_decay / max_grad_norm: the optimizer.
+    seq_mean_token_sum_norm); adv_normalize: std (GRPO) | none (Dr. GRPO), read by the
+    advantage part.
+  learning_rate / warmup_steps / schedule / min_lr_ratio / weight_decay / max_grad_norm: the
+    optimizer (learning_rate is the traced peak).
   dynamic_sampling: DAPO: keep only groups with non-constant rewards, drawing new prompts until
     prompts_per_step groups are kept (at most max_draws rollout batches per step).
   overlong_max_len / overlong_cache_len: DAPO soft overlong penalty in tokens (0 disables).
   drop_zero_advantage: 0 = off; k > 0 = rows whose advantage is 0 (groups with equal rewards)
     are left out of the update, the rest padded to a multiple of k rows: the same loss and
     gradient for less compute (`rl_jax.update.drop_zero_advantage_rows`; not with use_kl_loss).
+  prompt_source: {"name": "task" (fresh draws from the task, stateless) | "epochs" (passes over
+    the task's train problems; position saved in checkpoints) | "retire_solved" (epochs that
+    retire prompts solved in every sample `retire_after` times running), **kwargs}
+    (`rl_jax.data.prompt_sources`).
+  rollout: `RolloutSection`.
+  scorer: {"name": "task" (the task's reward per row) | "weighted" (reward-registry functions
+    with weights) | "episode" (tool episodes: reward, correct, cost, calls), **kwargs}
+    (`rl_jax.rewards.scorers`).
+  advantage: {"name": "group" | "rloo" | "process" | "gated", **kwargs}
+    (`rl_jax.algorithms.advantage_parts`).
+  sweep: {field: (values...)} over this section (nested dicts for the part dicts, e.g.
+    {"advantage": {"lam": (0.1, 0.5)}}): one RL stage per combination, each starting from the
+    same params; empty = one RL stage.
+  start_from: as in `SupervisedSection`.
   """
   algorithm: str = "grpo"
   steps: int = 0
@@ -83,6 +148,7 @@ class RLSection:
   learning_rate: float = 2e-4
   warmup_steps: int = 15
   schedule: str = "constant"
+  min_lr_ratio: float = 0.0
   weight_decay: float = 0.0
   max_grad_norm: float = 1.0
   dynamic_sampling: bool = False
@@ -90,20 +156,32 @@ class RLSection:
   overlong_max_len: int = 0
   overlong_cache_len: int = 0
   drop_zero_advantage: int = 0
+  prompt_source: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "task"})
+  rollout: RolloutSection = RolloutSection()
+  scorer: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "task"})
+  advantage: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "group"})
+  sweep: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  start_from: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalSection:
-  """every: held-out evaluation every N RL steps (0: only before and after RL).
-  batch_size: prompts per greedy decoding batch."""
+  """The loop's eval hook (`rl_jax.eval.hooks`).
+  evaluator: {"name": "task" (greedy accuracy on the task's held-out problems; with
+    num_samples > 1 also pass@k and majority vote) | a project's evaluator, **kwargs}.
+  every: evaluate every N steps of an RL stage (0: only at stage ends).
+  at_stage_end: evaluate at the end of every stage that trained.
+  batch_size: prompts per decoding batch."""
+  evaluator: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "task"})
   every: int = 0
+  at_stage_end: bool = True
   batch_size: int = 200
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointSection:
-  """every: save every N RL steps (0 disables); keep: checkpoints kept; async_save: write in the
-  background."""
+  """every: save every N steps of a stage, and at its end (0 disables); keep: checkpoints kept
+  per stage; async_save: write in the background."""
   every: int = 0
   keep: int = 2
   async_save: bool = True
@@ -119,23 +197,38 @@ class MeshSection:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """seed: run seed (all keys derive from it). tokenizer: bundled name or path.
-  task: {"name": "arithmetic" | "gsm8k", **task kwargs} (see `rl_jax.tasks`).
-  prompt_len / max_new_tokens: slot layout P and N. logprob_impl: naive | xla | pallas | auto.
-  log_every: progress-bar refresh in steps."""
+  """seed: run seed (all keys and prompt draws derive from it).
+  imports: modules imported before the config is checked, so their parts register (e.g.
+    "rl_jax.projects.translate_r1").
+  tokenizer: bundled name or path (a task may bring its own tokenizer instead).
+  task: {"name": registered task, **kwargs} (`rl_jax.tasks`).
+  prompt_len / max_new_tokens: slot layout P and N (N per policy turn in tool rollouts).
+  logprob_impl: naive | xla | pallas | auto. log_every: progress-bar refresh in steps.
+  timing: block on each update to report exact time/update_s (off: the update is only
+    dispatched and overlaps the host work of the next step; time/update_s is dispatch time).
+  stages: the stages run in order, each a section of the same name (pretrain, sft, rl;
+    preference is reserved); a stage with 0 steps is skipped.
+  report: {"name": registered report, **kwargs} run at the end over the workdir ({} = none).
+  sections: project sections (`register_section`), by name."""
   seed: int = 0
+  imports: tuple[str, ...] = ()
   tokenizer: str = "arith_char"
   task: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "arithmetic"})
   prompt_len: int = 16
   max_new_tokens: int = 16
   logprob_impl: str = "naive"
   log_every: int = 1
+  timing: bool = False
+  stages: tuple[str, ...] = ("pretrain", "sft", "rl")
+  report: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   model: ModelSection = ModelSection()
-  sft: SFTSection = SFTSection()
+  pretrain: SupervisedSection = SupervisedSection()
+  sft: SupervisedSection = SupervisedSection()
   rl: RLSection = RLSection()
   eval: EvalSection = EvalSection()
   checkpoint: CheckpointSection = CheckpointSection()
   mesh: MeshSection = MeshSection()
+  sections: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _convert(cls, section: Mapping[str, Any], path: str):
@@ -145,32 +238,135 @@ def _convert(cls, section: Mapping[str, Any], path: str):
     if key not in fields:
       raise ValueError(f"unknown config key {path}{key!r}; valid keys of "
                        f"{path.rstrip('.') or 'the config'}: {sorted(fields)}")
-    field_type = fields[key].default
-    if dataclasses.is_dataclass(field_type) and isinstance(value, Mapping):
-      value = _convert(type(field_type), value, f"{path}{key}.")
+    default = fields[key].default
+    if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+      value = _convert(type(default), value, f"{path}{key}.")
     elif isinstance(value, Mapping):
-      value = dict(value)
+      value = _plain(value)
+    elif isinstance(value, list):
+      value = tuple(value)
     kwargs[key] = value
   return cls(**kwargs)
 
 
+def _plain(value):
+  """ConfigDict / nested mappings -> plain dicts (lists -> tuples), for hashing and JSON."""
+  if isinstance(value, Mapping):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return tuple(_plain(v) for v in value)
+  return value
+
+
 def from_config_dict(config: Mapping[str, Any]) -> Experiment:
-  """Converts a (possibly locked) ConfigDict / dict into an `Experiment`, strictly."""
+  """Converts a (possibly locked) ConfigDict / dict into a checked `Experiment`."""
   as_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  for module in as_dict.get("imports", ()):
+    importlib.import_module(module)
+  core = {f.name for f in dataclasses.fields(Experiment)} - {"sections"}
+  sections = {}
+  for key in [k for k in as_dict if k not in core]:
+    if key not in SECTIONS:
+      raise ValueError(f"unknown config section {key!r}; valid sections: {sorted(core)} and "
+                       f"the registered project sections {SECTIONS.names()}")
+    sections[key] = _convert(SECTIONS.get(key), as_dict.pop(key), f"{key}.")
   exp = _convert(Experiment, as_dict, "")
+  exp = dataclasses.replace(exp, sections=sections)
+  check(exp)
+  return exp
+
+
+def check(exp: Experiment) -> None:
+  """Validates names and part kwargs against the registries (before any work is done)."""
+  # Imported here: these modules import the model and data code, which experiment.py is below.
+  from rl_jax import stages as stages_lib, tasks  # pylint: disable=g-import-not-at-top
+  from rl_jax.eval import hooks  # pylint: disable=g-import-not-at-top
+
   model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
   unknown = set(exp.model.overrides) - model_fields
   if unknown:
     raise ValueError(f"unknown config key(s) model.overrides.{sorted(unknown)}; valid ModelConfig "
                      f"fields: {sorted(model_fields)}")
-  from rl_jax import tasks  # pylint: disable=g-import-not-at-top
-  task = dict(exp.task)
-  name = task.pop("name", None)
-  if name not in tasks.TASKS:
-    raise ValueError(f"config task.name must be one of {sorted(tasks.TASKS)}, got {name!r}")
-  params = inspect.signature(tasks.TASKS[name]).parameters
-  unknown = [k for k in task if k not in params]
-  if unknown:
-    raise ValueError(f"unknown config key(s) task.{unknown} for task {name!r}; valid: "
-                     f"{sorted(k for k in params if k != '_')}")
-  return exp
+  bad = [s for s in exp.stages if s not in STAGE_KINDS]
+  if bad or len(set(exp.stages)) != len(exp.stages):
+    raise ValueError(f"config stages must name each of {STAGE_KINDS} at most once, got "
+                     f"{exp.stages}")
+  for spec, where, registry in ((exp.task, "task", tasks.TASKS),
+                                (exp.eval.evaluator, "eval.evaluator", hooks.EVALUATORS),
+                                (exp.report, "report", hooks.REPORTS)):
+    if where == "report" and not spec:
+      continue
+    kwargs = dict(spec)
+    name = kwargs.pop("name", None)
+    if name is None:
+      raise ValueError(f"config {where} needs a 'name' (one of {registry.names()})")
+    registry.check_kwargs(name, kwargs, where)
+  stages_lib.check_plan(exp)
+
+
+def _set_path(section, path: tuple[str, ...], value):
+  """section with the field at `path` (dataclass fields, then dict keys) replaced."""
+  head, rest = path[0], path[1:]
+  if dataclasses.is_dataclass(section):
+    if head not in {f.name for f in dataclasses.fields(section)}:
+      raise KeyError(head)
+    current = getattr(section, head)
+    return dataclasses.replace(section, **{head: _set_path(current, rest, value) if rest
+                                           else value})
+  if isinstance(section, Mapping):
+    if rest and head not in section:
+      raise KeyError(head)
+    out = dict(section)
+    out[head] = _set_path(section[head], rest, value) if rest else value
+    return out
+  raise KeyError(head)
+
+
+def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()):
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      yield from _leaves(value, prefix + (key,))
+    else:
+      yield prefix + (key,), value
+
+
+def sweep_variants(rl: RLSection) -> list[tuple[str, dict[str, Any], RLSection]]:
+  """(stage name, {path: value}, section) per combination of `rl.sweep` (product, in order).
+
+  The name lists the swept values ("rl_gate=none_lam=0.1"); no sweep gives [("rl", {}, rl)]."""
+  if not rl.sweep:
+    return [("rl", {}, rl)]
+  leaves = list(_leaves(rl.sweep))
+  for path, values in leaves:
+    if not isinstance(values, (tuple, list)) or not values:
+      raise ValueError(f"config rl.sweep.{'.'.join(path)} must be a non-empty tuple of values, "
+                       f"got {values!r}")
+  out = []
+  base = dataclasses.replace(rl, sweep={})
+  for combo in itertools.product(*(values for _, values in leaves)):
+    section = base
+    overrides = {}
+    for (path, _), value in zip(leaves, combo):
+      try:
+        section = _set_path(section, path, value)
+      except KeyError as e:
+        raise ValueError(f"config rl.sweep.{'.'.join(path)}: rl has no field {e.args[0]!r} "
+                         "there") from None
+      overrides[".".join(path)] = value
+    name = "rl_" + "_".join(f"{p.split('.')[-1]}={v:g}" if isinstance(v, float) else
+                            f"{p.split('.')[-1]}={v}" for p, v in overrides.items())
+    out.append((name, overrides, section))
+  return out
+
+
+def to_json_dict(obj) -> Any:
+  """An Experiment (or section) as plain JSON-able values."""
+  if dataclasses.is_dataclass(obj):
+    return {f.name: to_json_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+  if isinstance(obj, Mapping):
+    return {str(k): to_json_dict(v) for k, v in obj.items()}
+  if isinstance(obj, (tuple, list)):
+    return [to_json_dict(v) for v in obj]
+  if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
+    return str(obj)
+  return obj

@@ -22,15 +22,6 @@ from rl_jax.models.config import ModelConfig
 IMPLEMENTATIONS = ("naive", "xla", "pallas", "auto")
 
 
-def _naive_logprob(h_NxD, w_DxV, y_N, temperature, compute_dtype):
-  logits = jnp.dot(h_NxD.astype(compute_dtype), w_DxV.astype(compute_dtype),
-                   preferred_element_type=jnp.float32) / temperature
-  logp_NxV = jax.nn.log_softmax(logits, axis=-1)
-  logp = jnp.take_along_axis(logp_NxV, y_N[:, None], axis=-1)[:, 0]
-  entropy = -jnp.sum(jnp.exp(logp_NxV) * logp_NxV, axis=-1)
-  return logp, entropy
-
-
 def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: ModelConfig,
                    implementation: str = "naive", temperature: jax.Array | float = 1.0,
                    return_entropy: bool = False):
@@ -60,15 +51,12 @@ def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: 
   target_valid_N = (valid[:, 1:] & valid[:, :-1]).reshape(-1)
   w_DxV = qwen3.unembedding(params, cfg)
   temperature = jnp.asarray(temperature, jnp.float32)
-  if implementation == "naive":
-    logp_N, entropy_N = _naive_logprob(h_NxD, w_DxV, y_N, temperature,
-                                       jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32)
-  else:
-    from rl_jax.kernels.fused_logprob import api as fused  # pylint: disable=g-import-not-at-top
-    compute_dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
-    logp_N, entropy_N = fused.fused_logprob(
-        h_NxD.astype(compute_dtype), w_DxV.astype(compute_dtype), y_N, target_valid_N,
-        temperature=temperature, implementation=implementation, return_entropy=True)
+  # Every implementation, "naive" (f32 [N, V] logits) included, is the kernels' one definition.
+  from rl_jax.kernels.fused_logprob import api as fused  # pylint: disable=g-import-not-at-top
+  compute_dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
+  logp_N, entropy_N = fused.fused_logprob(
+      h_NxD.astype(compute_dtype), w_DxV.astype(compute_dtype), y_N, target_valid_N,
+      temperature=temperature, implementation=implementation, return_entropy=True)
   logp_N = jnp.where(target_valid_N, logp_N, 0.0)
   zero_col = jnp.zeros((b, 1), jnp.float32)
   logp_BxL = jnp.concatenate([zero_col, logp_N.reshape(b, l - 1)], axis=1)

@@ -19,14 +19,15 @@ class NonFiniteMetricError(FloatingPointError):
   """A metric became NaN/inf: the run stops instead of training on garbage."""
 
 
-def check_finite(metrics: Mapping[str, Any], step: int) -> None:
+def check_finite(metrics: Mapping[str, Any], step: int, stage: str | None = None) -> None:
   """Raises naming every non-finite metric of `step` (loss metrics first: the usual root)."""
   bad = sorted(((name, float(v)) for name, v in metrics.items() if not math.isfinite(float(v))),
                key=lambda nv: (not nv[0].startswith("loss/"), nv[0]))
   if bad:
     listing = ", ".join(f"{name!r} is {v}" for name, v in bad)
     raise NonFiniteMetricError(
-        f"metric {listing} at step {step}; stopping (lower the learning rate, check the reward "
+        f"metric {listing} at step {step}{f' of stage {stage!r}' if stage else ''}; stopping "
+        "(lower the learning rate, check the reward "
         "function, or inspect the last checkpoint)")
 
 
@@ -92,11 +93,14 @@ class MetricWriter:
       self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge_step,
                                filename_suffix=f".r{self.num_records}")
 
-  def write(self, step: int, metrics: Mapping[str, float]) -> None:
+  def write(self, step: int, metrics: Mapping[str, float], stage: str | None = None) -> None:
+    """One record; `stage` (the loop's stage name) is kept in it as a string field."""
     self.num_records += 1
     if not self.enabled:
       return
     record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    if stage is not None:
+      record["stage"] = stage
     self._jsonl.write(json.dumps(record, sort_keys=True) + "\n")
     self._jsonl.flush()
     if self._tb is not None:

@@ -20,7 +20,8 @@ SCHEDULES = ("constant", "cosine", "linear")
 class OptimCfg:
   """Optimizer settings.
 
-  learning_rate: peak learning rate (traced at run time: see `rl_jax.update.UpdateKnobs`).
+  The peak learning rate is not here: it is a traced knob of the step (`UpdateKnobs`, the
+  `learning_rate` argument of `sft_step`), its one source, so changing it never recompiles.
   warmup_steps: linear warm-up from 0 to the peak over this many optimizer steps.
   schedule: after warm-up, "constant", "cosine" or "linear" decay to min_lr_ratio * peak
     at `decay_steps`.
@@ -30,7 +31,6 @@ class OptimCfg:
   weight_decay: decoupled AdamW decay.
   max_grad_norm: global-norm gradient clip (0 disables).
   """
-  learning_rate: float = 1e-4
   warmup_steps: int = 0
   schedule: str = "constant"
   decay_steps: int = 1
@@ -47,8 +47,6 @@ class OptimCfg:
     if self.warmup_steps < 0 or self.decay_steps < 1:
       raise ValueError("OptimCfg.warmup_steps must be >= 0 and decay_steps >= 1, got "
                        f"{self.warmup_steps}, {self.decay_steps}")
-    if self.learning_rate < 0:
-      raise ValueError(f"OptimCfg.learning_rate must be >= 0, got {self.learning_rate}")
 
 
 def _chain(learning_rate, weight_decay, max_grad_norm, *, b1, b2, eps):

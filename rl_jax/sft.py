@@ -38,10 +38,10 @@ def nll_loss(params, tokens_BxL, valid_BxL, loss_mask_BxL, *, cfg: SFTCfg):
   return -jnp.sum(logp_BxL * mask), jnp.sum(mask)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("state",))
-def sft_step(state: TrainState, tokens_BxL, valid_BxL, loss_mask_BxL, learning_rate, *,
-             cfg: SFTCfg):
-  """One optimizer step of supervised fine-tuning; returns (state, metrics)."""
+def sft_step_fn(state: TrainState, tokens_BxL, valid_BxL, loss_mask_BxL, learning_rate, *,
+                cfg: SFTCfg):
+  """One optimizer step of supervised fine-tuning; returns (state, metrics). Unjitted: see
+  `sft_step` (jitted, state donated) and `make_sft_step` (with the state's output layout)."""
   def loss_fn(params, mb):
     loss_sum, denom = nll_loss(params, *mb, cfg=cfg)
     return loss_sum, (denom, {})
@@ -51,3 +51,15 @@ def sft_step(state: TrainState, tokens_BxL, valid_BxL, loss_mask_BxL, learning_r
   state, metrics = apply_gradients(state, grads, learning_rate, cfg.optim)
   metrics["sft/nll"] = loss
   return state, metrics
+
+
+sft_step = jax.jit(sft_step_fn, static_argnames=("cfg",), donate_argnames=("state",))
+
+
+def make_sft_step(cfg: SFTCfg, state_shardings=None):
+  """`sft_step` for one config, jitted with `out_shardings` = the train state's layout (a
+  NamedSharding pytree), so the new state comes back in the layout the next step takes and is
+  never re-placed. Build it once per stage and reuse it (one compiled program per shape)."""
+  out = None if state_shardings is None else (state_shardings, None)
+  return jax.jit(functools.partial(sft_step_fn, cfg=cfg), donate_argnums=(0,),
+                 out_shardings=out)

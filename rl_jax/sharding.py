@@ -234,6 +234,12 @@ def shard_train_state(state, mesh: Mesh):
   return shard_tree(state, mesh, train_state_specs(state, mesh))
 
 
+def state_shardings(state, mesh: Mesh):
+  """NamedShardings of a `TrainState` under `train_state_specs`: the `out_shardings` of the
+  jitted steps, so a step returns the state in the layout the next step takes."""
+  return named_shardings(mesh, train_state_specs(state, mesh))
+
+
 def batch_spec() -> P:
   """Leading batch axis split over data and fsdp; other axes replicated."""
   return P(BATCH_AXES)

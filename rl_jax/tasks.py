@@ -1,7 +1,9 @@
-"""Tasks for the trainer: prompts, worked solutions for SFT, and a host-side reward.
+"""Tasks: problems, how to render them, how to score a completion, and optional extras.
 
 A task turns problems into text (prompt, reference completion) and scores a sampled completion.
-Registry: "arithmetic" (the quickstart's synthetic addition task) and "gsm8k" (bundled GSM8K).
+Registry `TASKS`: "arithmetic" (the quickstart's synthetic addition task) and "gsm8k" (bundled
+GSM8K); a project registers its own (`@TASKS.register("name")`, a factory taking the config's
+`task` kwargs and `seed`).
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import numpy as np
 
 from rl_jax.data import gsm8k
 from rl_jax.envs.arithmetic import ArithmeticTask
+from rl_jax.registry import Registry
 from rl_jax.rewards import math_answer
 from rl_jax.tokenizers import chat_template
+
+TASKS: Registry = Registry("task")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +37,13 @@ class TaskData:
   completion_fn: Callable[[Any], str]
   reward_fn: Callable[[Any, str], float]
   rl_sampler: Callable[[int, np.random.Generator], list] | None = None
+  answer_fn: Callable[[str], Any] | None = None
+  columns_fn: Callable[[Any], dict] | None = None
+  tool_env: Any = None
+  tokenizer: Any = None
+  stop_ids: tuple[int, ...] = ()
+  sft_batch: Callable[[int, np.random.Generator], tuple] | None = None
+  pretrain_batch: Callable[[int, np.random.Generator], tuple] | None = None
 
   def sample_rl(self, n: int, rng: np.random.Generator) -> list:
     if self.rl_sampler is not None:
@@ -47,6 +59,13 @@ class TaskData:
     return out
 
 
+def _last_field(text: str) -> str | None:
+  """The arithmetic task's answer: the last comma-separated field (the final running sum)."""
+  field = text.strip().rsplit(",", 1)[-1]
+  return field or None
+
+
+@TASKS.register("arithmetic")
 def arithmetic_task(*, num_operands: int = 3, num_digits: int = 2, train_size: int = 350,
                     eval_size: int = 200, seed: int = 0, **_) -> TaskData:
   task = ArithmeticTask(num_operands=num_operands, num_digits=num_digits)
@@ -60,9 +79,11 @@ def arithmetic_task(*, num_operands: int = 3, num_digits: int = 2, train_size: i
     return out[:n]
 
   return TaskData("arithmetic", train, held_out, prompt_fn=lambda p: p.prompt,
-                  completion_fn=lambda p: p.completion, reward_fn=task.reward, rl_sampler=fresh)
+                  completion_fn=lambda p: p.completion, reward_fn=task.reward, rl_sampler=fresh,
+                  answer_fn=_last_field)
 
 
+@TASKS.register("gsm8k")
 def gsm8k_task(*, train_size: int = 0, eval_size: int = 0, seed: int = 0, **_) -> TaskData:
   """GSM8K in the chat format; sizes 0 mean the whole split."""
   train, test = gsm8k.load_gsm8k("train"), gsm8k.load_gsm8k("test")
@@ -74,13 +95,10 @@ def gsm8k_task(*, train_size: int = 0, eval_size: int = 0, seed: int = 0, **_) -
   prompt = lambda p: chat_template([{"role": "user", "content": p.question}])
   completion = lambda p: f"{p.solution}\n#### {p.answer}"
   return TaskData("gsm8k", train, test, prompt_fn=prompt, completion_fn=completion,
-                  reward_fn=lambda p, text: math_answer.math_reward(text, p.answer))
-
-
-TASKS = {"arithmetic": arithmetic_task, "gsm8k": gsm8k_task}
+                  reward_fn=lambda p, text: math_answer.math_reward(text, p.answer),
+                  answer_fn=math_answer.extract_answer,
+                  columns_fn=lambda p: {"answer": p.answer})
 
 
 def make_task(name: str, **kwargs) -> TaskData:
-  if name not in TASKS:
-    raise ValueError(f"unknown task {name!r}; valid: {sorted(TASKS)}")
-  return TASKS[name](**kwargs)
+  return TASKS.get(name)(**kwargs)

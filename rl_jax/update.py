@@ -145,11 +145,11 @@ def _policy_loss_fn(params, mb: Batch, knobs: UpdateKnobs, cfg: UpdateCfg):
   return loss_sum, (denom, stats)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("state",))
-def update_step(state: TrainState, batch: Batch, knobs: UpdateKnobs,
-                denom_extra: jax.Array | float = 0.0, *, cfg: UpdateCfg):
-  """One policy-gradient optimizer step on `batch`; `state` is donated. `denom_extra`: loss
-  denominator of rows dropped from the batch (`drop_zero_advantage_rows`), 0 otherwise."""
+def update_step_fn(state: TrainState, batch: Batch, knobs: UpdateKnobs,
+                   denom_extra: jax.Array | float = 0.0, *, cfg: UpdateCfg):
+  """One policy-gradient optimizer step on `batch`. `denom_extra`: loss denominator of rows
+  dropped from the batch (`drop_zero_advantage_rows`), 0 otherwise. Unjitted: see `update_step`
+  (jitted, state donated) and `make_update_step` (with the state's output layout)."""
   loss_fn = functools.partial(_policy_loss_fn, knobs=knobs, cfg=cfg)
   grads, loss, _, stats = accumulate_gradients(loss_fn, state.params, batch,
                                                cfg.num_microbatches, "update_step", denom_extra)
@@ -158,6 +158,18 @@ def update_step(state: TrainState, batch: Batch, knobs: UpdateKnobs,
   for name, (num, den) in stats.items():
     metrics[name] = num / jnp.maximum(den, 1e-8)
   return state, metrics
+
+
+update_step = jax.jit(update_step_fn, static_argnames=("cfg",), donate_argnames=("state",))
+
+
+def make_update_step(cfg: UpdateCfg, state_shardings=None):
+  """`update_step` for one config, jitted with `out_shardings` = the train state's layout
+  (`sharding.state_shardings`), so the new state comes back in the layout the next step takes
+  and is never re-placed. Build it once per stage and pass it to `train_on_rollout`."""
+  out = None if state_shardings is None else (state_shardings, None)
+  return jax.jit(functools.partial(update_step_fn, cfg=cfg), donate_argnums=(0,),
+                 out_shardings=out)
 
 
 def check_drop_zero_advantage(rows: int, loss_cfg: losses.LossCfg, where: str) -> None:
@@ -213,7 +225,8 @@ def drop_zero_advantage_rows(batch: Batch, loss_cfg: losses.LossCfg, multiple: i
 
 def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: jax.Array, *,
                      cfg: UpdateCfg, num_epochs: int = 1, num_minibatches: int = 1,
-                     group_size: int = 1, mesh=None, drop_zero_advantage: int = 0):
+                     group_size: int = 1, mesh=None, drop_zero_advantage: int = 0,
+                     step_fn: Callable | None = None):
   """PPO-style inner loop: `num_epochs` passes, each over `num_minibatches` shuffled mini-batches.
 
   Whole groups stay together in a mini-batch (shuffling permutes groups, not rows), so
@@ -222,7 +235,8 @@ def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: j
   mini-batch without its zero-advantage rows, padded to a multiple of that many rows (and of
   cfg.num_microbatches): the same loss and gradient for less compute
   (`drop_zero_advantage_rows`; needs a loss without KL). Returns (state, metrics averaged over
-  all steps; with dropping also "update/kept_rows_frac").
+  all steps; with dropping also "update/kept_rows_frac"). `step_fn`: the compiled step
+  (`make_update_step(cfg, ...)`; default `update_step` with `cfg`).
   """
   num_rows = batch.tokens_BxL.shape[0]
   check_group_shape(num_rows, group_size, "train_on_rollout")
@@ -246,7 +260,10 @@ def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: j
         # Re-indexing gathers the rows; put them back over (data, fsdp) so the update runs
         # data-parallel instead of on a replicated mini-batch.
         mini = sharding.shard_batch(mini, mesh)
-      state, metrics = update_step(state, mini, knobs, *extra, cfg=cfg)
+      if step_fn is None:
+        state, metrics = update_step(state, mini, knobs, *extra, cfg=cfg)
+      else:
+        state, metrics = step_fn(state, mini, knobs, *extra)
       if drop_zero_advantage:
         metrics = {**metrics, "update/kept_rows_frac": jnp.float32(num_kept / len(chunk))}
       all_metrics.append(metrics)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rl_jax import experiment, logprobs, metrics, trainer
+from rl_jax import logprobs, main, metrics
 from rl_jax.models import qwen3
 from rl_jax.models.config import get_model_config
 
@@ -59,11 +59,16 @@ def test_training_run_fused_matches_naive(tmp_path):
     c = quickstart.get_config("runlocal")
     c.logprob_impl = impl
     c.rl.steps = 3
-    trainer.run(experiment.from_config_dict(c), str(tmp_path / impl), show_progress=False)
+    # Rewards that differ by length (an untrained model solves nothing): non-zero gradients.
+    c.rl.overlong_max_len, c.rl.overlong_cache_len = 10, 8
+    main.run(c, str(tmp_path / impl), show_progress=False)
     runs[impl] = metrics.read_metrics(str(tmp_path / impl / "metrics.jsonl"))
   assert len(runs["naive"]) == len(runs["xla"])
+  assert [r["stage"] for r in runs["naive"]].count("rl") == 3
+  assert all(r["grad/norm"] > 0 for r in runs["naive"] if r["stage"] == "rl")
   for a, b in zip(runs["naive"], runs["xla"]):
     assert a.keys() == b.keys()
+    assert a["stage"] == b["stage"]
     for k in a:
-      if not k.startswith("time/"):
+      if not k.startswith("time/") and k != "stage":
         np.testing.assert_allclose(b[k], a[k], atol=1e-5, rtol=1e-5, err_msg=f"{k} step {a['step']}")

@@ -1,5 +1,6 @@
-"""Scale-out acceptance: sharded meshes, two processes, SIGKILL + restart and a damaged checkpoint
-all reproduce one reference run of the quickstart `runlocal` config on one device.
+"""Scale-out acceptance: sharded meshes, two processes, SIGKILL + restart (in the RL stage and in
+the middle of the SFT stage) and a damaged checkpoint all reproduce one reference run of the
+quickstart `runlocal` config on one device.
 
 The reference is `python -m rl_jax.main` on one CPU device, started once per module in the
 background (it runs on the second core while the in-process mesh runs compile). Subprocesses
@@ -10,6 +11,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import signal
 import socket
@@ -23,17 +25,19 @@ import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import SingleDeviceSharding
 
-from rl_jax import experiment, metrics, trainer
+from rl_jax import main, metrics
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CONFIG = "configs/quickstart.py:runlocal"
 STEPS = 3
-# runlocal plus: one SFT step (fast to compile, still exercised and checked), a held-out eval after
-# every RL step (eval/* metrics per step), and the DAPO soft overlong penalty. An untrained model
-# solves nothing, so without the penalty every reward, advantage and gradient would be zero and
-# the comparisons below would be vacuous; the penalty makes rewards differ by response length.
-OVERRIDES = {"rl.steps": STEPS, "sft.steps": 1, "eval.every": 1, "rl.overlong_max_len": 10,
-             "rl.overlong_cache_len": 8}
+SFT_STEPS = 5
+# runlocal plus: 5 SFT steps (enough to kill the SFT stage between its checkpoints), a held-out
+# eval after every RL step (eval/* metrics per step), and the DAPO soft overlong penalty. An
+# untrained model solves nothing, so without the penalty every reward, advantage and gradient
+# would be zero and the comparisons below would be vacuous; the penalty makes rewards differ by
+# response length.
+OVERRIDES = {"rl.steps": STEPS, "sft.steps": SFT_STEPS, "eval.every": 1,
+             "rl.overlong_max_len": 10, "rl.overlong_cache_len": 8}
 TIMEOUT_S = 400  # generous: 2 shared cores; every run here normally takes 5-30 s
 
 
@@ -71,6 +75,24 @@ def _overrides(**extra) -> list[str]:
 def _main_cmd(workdir, **extra) -> list[str]:
   return [sys.executable, "-m", "rl_jax.main", f"--config={CONFIG}", f"--workdir={workdir}",
           *_overrides(**extra)]
+
+
+# `python -m rl_jax.main` whose SFT stage stops (sleeps) when it is about to save checkpoint
+# `RL_JAX_TEST_HOLD_AT`, so that a SIGKILL sent once an earlier checkpoint exists lands in the
+# middle of the SFT stage, not after it (SFT steps of the tiny model take milliseconds).
+_HELD_MAIN = """
+import os, sys, time
+from absl import app
+from rl_jax import checkpoint, main
+hold_at = int(os.environ["RL_JAX_TEST_HOLD_AT"])
+save = checkpoint.Checkpointer.save
+def held_save(self, step, *args, **kwargs):
+  if str(self.directory).rstrip("/").endswith("/sft") and step == hold_at:
+    time.sleep(3600)
+  return save(self, step, *args, **kwargs)
+checkpoint.Checkpointer.save = held_save
+app.run(main.main, argv=sys.argv)
+"""
 
 
 def _start(cmd, env, log_prefix) -> subprocess.Popen:
@@ -121,9 +143,11 @@ def _records(workdir):
   """(sft records, rl records) of metrics.jsonl, wall-clock timings dropped."""
   records = [{k: v for k, v in r.items() if not k.startswith("time/")}
              for r in metrics.read_metrics(os.path.join(workdir, "metrics.jsonl"))]
-  sft = [r for r in records if any(k.startswith("sft/") for k in r)]
-  rl = [r for r in records if "loss/total" in r]
+  sft = [r for r in records if r["stage"] == "sft"]
+  rl = [r for r in records if r["stage"] == "rl"]
   assert len(sft) + len(rl) == len(records), records
+  assert all(any(k.startswith("sft/") for k in r) for r in sft)
+  assert all("loss/total" in r for r in rl)
   return sft, rl
 
 
@@ -132,8 +156,21 @@ def _assert_records_close(got, want, atol):
   for g, w in zip(got, want):
     assert set(g) == set(w), (set(g) ^ set(w))
     for name in w:
-      np.testing.assert_allclose(g[name], w[name], rtol=0, atol=atol,
-                                 err_msg=f"{name} at step {w['step']}")
+      if isinstance(w[name], str):
+        assert g[name] == w[name], name
+      else:
+        np.testing.assert_allclose(g[name], w[name], rtol=0, atol=atol,
+                                   err_msg=f"{name} at step {w['step']}")
+
+
+def _flat_eval(summary) -> dict:
+  return {f"{stage}/{k}": v for stage, m in summary["eval"].items() for k, v in m.items()}
+
+
+def _assert_summary_close(got, want, atol):
+  got, want = _flat_eval(got), _flat_eval(want)
+  assert got.keys() == want.keys()
+  np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=0, atol=atol)
 
 
 def _free_port() -> int:
@@ -158,7 +195,7 @@ class _Reference:
       _wait_ok(self._proc, self._log)
       self.summary = json.loads((self.workdir / "summary.json").read_text())
       self.sft, self.rl = _records(self.workdir)
-      self.state = _read_state(self.workdir / "checkpoints" / str(STEPS))
+      self.state = _read_state(self.workdir / "checkpoints" / "rl" / str(STEPS))
       self._done = True
     return self
 
@@ -187,9 +224,8 @@ def fast_compile():
 @pytest.mark.parametrize("mesh", [(8, 1, 1), (2, 2, 2), (1, 2, 4)])
 def test_sharded_meshes_match_one_device(mesh, reference, fast_compile, tmp_path):
   data, fsdp, tensor = mesh
-  exp = experiment.from_config_dict(_config(**{"mesh.data": data, "mesh.fsdp": fsdp,
-                                               "mesh.tensor": tensor}))
-  summary = trainer.run(exp, str(tmp_path), show_progress=False)
+  summary = main.run(_config(**{"mesh.data": data, "mesh.fsdp": fsdp, "mesh.tensor": tensor}),
+                     str(tmp_path), show_progress=False)
   params = summary["final_params"]
   # Really sharded: per-device blocks of the weights follow the (fsdp, tensor) split of the rules.
   q = params["layers"]["attn"]["q_proj"]["kernel"]  # [L=1, D=32, H*Hd=32], P(None, fsdp, tensor)
@@ -210,8 +246,8 @@ def test_sharded_meshes_match_one_device(mesh, reference, fast_compile, tmp_path
   _assert_records_close(rl, ref.rl, atol=1e-5)
   # The gradient is not trivially zero (see OVERRIDES), so matching params mean something.
   assert all(r["grad/norm"] > 0.1 for r in rl)
-  np.testing.assert_allclose([summary[k] for k in ref.summary], list(ref.summary.values()),
-                             rtol=0, atol=1e-5)
+  assert set(summary["eval"]) == {"sft", "rl"}
+  _assert_summary_close(summary, ref.summary, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -233,61 +269,101 @@ def test_two_processes_match_one_process(reference, tmp_path):
   assert proc.returncode == 0, logs
   ref = reference.wait()
   summary = json.loads((workdir / "summary.json").read_text())
-  assert summary.keys() == ref.summary.keys()
-  np.testing.assert_allclose([summary[k] for k in ref.summary], list(ref.summary.values()),
-                             rtol=0, atol=1e-5)
+  _assert_summary_close(summary, ref.summary, atol=1e-5)
   # Only process 0 wrote: one record per step, no copy from process 1.
   sft, rl = _records(workdir)
   _assert_records_close(sft, ref.sft, atol=1e-5)
   _assert_records_close(rl, ref.rl, atol=1e-5)
-  state = _read_state(workdir / "checkpoints" / str(STEPS))  # saved collectively by both
+  state = _read_state(workdir / "checkpoints" / "rl" / str(STEPS))  # saved collectively
   want = _flat(ref.state["train"]["params"])
   got = _flat(state["train"]["params"])
   for name in want:
     np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-5, err_msg=name)
 
 
-@pytest.mark.slow
-def test_sigkill_and_restart_is_bitwise(reference, tmp_path):
-  kill_after = random.choice(range(1, STEPS))  # the checkpoint step after which to kill
-  workdir = tmp_path / "run"
-  cmd = _main_cmd(workdir, **{"checkpoint.every": 1})
-  env = _env(reference.cache, 1)
-  reference.wait()  # its compiled programs are in the cache: the runs below do not recompile
-  proc = _start(cmd, env, tmp_path / "killed")
-  marker = workdir / "checkpoints" / str(kill_after) / "_CHECKPOINT_METADATA"
+def _kill_after_checkpoint(proc, marker, log_prefix) -> None:
+  """SIGKILLs `proc` as soon as `marker` (a committed checkpoint's file) exists."""
   deadline = time.monotonic() + TIMEOUT_S
   try:
     while not marker.exists():
-      assert proc.poll() is None, (proc.returncode, _logs(tmp_path / "killed"))
-      assert time.monotonic() < deadline, f"no checkpoint {kill_after} after {TIMEOUT_S} s"
+      assert proc.poll() is None, (proc.returncode, _logs(log_prefix))
+      assert time.monotonic() < deadline, f"no {marker} after {TIMEOUT_S} s"
       time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
   finally:
     if proc.poll() is None:
       proc.kill()
     proc.wait()
-  assert not (workdir / "summary.json").exists(), f"run ended before the kill (step {kill_after})"
 
-  out, err = _run(cmd, env, tmp_path / "restart")
-  resumed = [int(line.rsplit(" ", 1)[1]) for line in out.splitlines()
-             if line.startswith("resumed from checkpoint at RL step")]
-  assert len(resumed) == 1 and kill_after <= resumed[0] <= STEPS, (kill_after, out)
-  # SFT and the first evaluation were not redone: eval_before_rl comes from the checkpoint.
-  assert "after SFT" not in out and "sft:" not in err, (out, err[-2000:])
 
-  ref = reference.wait()
-  got = _flat(_read_state(workdir / "checkpoints" / str(STEPS))["train"])
+def _assert_bitwise_equal_to_reference(workdir, ref, what):
+  got = _flat(_read_state(workdir / "checkpoints" / "rl" / str(STEPS))["train"])
   want = _flat(ref.state["train"])
   assert set(got) == set(want)
   for name in want:  # params, optimizer moments and step: bit for bit
     g, w = got[name], want[name]
     assert g.dtype == w.dtype and g.shape == w.shape and g.tobytes() == w.tobytes(), (
         f"{name} differs by up to {np.max(np.abs(g.astype(np.float64) - w), initial=0)} "
-        f"(killed after checkpoint {kill_after}, resumed from {resumed[0]})")
+        f"({what})")
   assert json.loads((workdir / "summary.json").read_text()) == ref.summary
   sft, rl = _records(workdir)  # every record once, equal to the uninterrupted run's
-  assert sft == ref.sft and rl == ref.rl, (kill_after, resumed)
+  assert sft == ref.sft and rl == ref.rl, what
+
+
+def _resumed_at(out, stage) -> list[int]:
+  prefix = f"[{stage}] resumed from its checkpoint at step "
+  return [int(line[len(prefix):]) for line in out.splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_is_bitwise(reference, tmp_path):
+  kill_after = random.choice(range(1, STEPS))  # the RL checkpoint step after which to kill
+  workdir = tmp_path / "run"
+  cmd = _main_cmd(workdir, **{"checkpoint.every": 1})
+  env = _env(reference.cache, 1)
+  reference.wait()  # its compiled programs are in the cache: the runs below do not recompile
+  proc = _start(cmd, env, tmp_path / "killed")
+  _kill_after_checkpoint(
+      proc, workdir / "checkpoints" / "rl" / str(kill_after) / "_CHECKPOINT_METADATA",
+      tmp_path / "killed")
+  assert not (workdir / "summary.json").exists(), f"run ended before the kill (step {kill_after})"
+
+  out, err = _run(cmd, env, tmp_path / "restart")
+  resumed = _resumed_at(out, "rl")
+  assert len(resumed) == 1 and kill_after <= resumed[0] <= STEPS, (kill_after, out)
+  # SFT was not trained again: its final checkpoint was restored (no SFT progress bar). Its
+  # held-out evaluation is recomputed (the final checkpoint is saved before it); the summary
+  # below still equals the reference's.
+  assert "[sft] finished earlier: restored its final checkpoint" in out, out
+  assert not re.search(r"\bsft: +\d+%", err), err[-2000:]  # tqdm's "sft:  40%|..."
+  assert re.search(r"\brl: +\d+%", err), err[-2000:]  # (the pattern does find a bar)
+  _assert_bitwise_equal_to_reference(workdir, reference.wait(),
+                                     f"killed after RL checkpoint {kill_after}, resumed from "
+                                     f"{resumed[0]}")
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_sft_and_restart_is_bitwise(reference, tmp_path):
+  """Killed after SFT checkpoint 2 of 5 (checkpoint.every=2: the next save is step 4, which the
+  killed process is held at); the rerun resumes SFT at step 2 and reproduces the reference."""
+  workdir = tmp_path / "run"
+  overrides = {"checkpoint.every": 2}
+  env = _env(reference.cache, 1)
+  reference.wait()
+  held = [sys.executable, "-c", _HELD_MAIN, f"--config={CONFIG}", f"--workdir={workdir}",
+          *_overrides(**overrides)]
+  proc = _start(held, {**env, "RL_JAX_TEST_HOLD_AT": "4"}, tmp_path / "killed")
+  _kill_after_checkpoint(proc, workdir / "checkpoints" / "sft" / "2" / "_CHECKPOINT_METADATA",
+                         tmp_path / "killed")
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["sft"]
+  assert [p.name for p in (workdir / "checkpoints" / "sft").iterdir()
+          if p.name.isdigit()] == ["2"]
+  assert not (workdir / "summary.json").exists()
+
+  out, _ = _run(_main_cmd(workdir, **overrides), env, tmp_path / "restart")
+  assert _resumed_at(out, "sft") == [2], out
+  assert not _resumed_at(out, "rl"), out
+  _assert_bitwise_equal_to_reference(workdir, reference.wait(), "killed in SFT after step 2")
 
 
 @pytest.mark.slow
@@ -295,7 +371,7 @@ def test_damaged_latest_checkpoint_resumes_from_previous(reference, tmp_path):
   ref = reference.wait()
   workdir = tmp_path / "run"
   shutil.copytree(ref.workdir, workdir)
-  damaged = workdir / "checkpoints" / str(STEPS)
+  damaged = workdir / "checkpoints" / "rl" / str(STEPS)
   files = [p for p in (damaged / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
   assert files, f"no OCDBT data files under {damaged}"
   for path in files:
@@ -305,7 +381,7 @@ def test_damaged_latest_checkpoint_resumes_from_previous(reference, tmp_path):
                   _env(ref.cache, 1), tmp_path / "rerun")
   warnings = [line for line in err.splitlines() if f"skipping checkpoint step {STEPS}" in line]
   assert len(warnings) == 1 and warnings[0].startswith("W"), err[-3000:]
-  assert f"resumed from checkpoint at RL step {STEPS - 1}" in out, out
+  assert _resumed_at(out, "rl") == [STEPS - 1], out
   sft, rl = _records(workdir)
   assert sft == ref.sft and [r["step"] for r in rl] == list(range(STEPS + 1))
   assert rl[:STEPS - 1] == ref.rl[:STEPS - 1]  # kept from before the damaged step
@@ -313,4 +389,4 @@ def test_damaged_latest_checkpoint_resumes_from_previous(reference, tmp_path):
   # as the last step then, had no eval/* entries: the final evaluation went to the summary).
   redone, original = rl[STEPS - 1], ref.rl[STEPS - 1]
   _assert_records_close([{k: redone[k] for k in original}], [original], atol=1e-6)
-  assert (workdir / "checkpoints" / str(STEPS + 1)).is_dir()
+  assert (workdir / "checkpoints" / "rl" / str(STEPS + 1)).is_dir()

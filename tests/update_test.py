@@ -52,7 +52,7 @@ def test_one_vs_four_microbatches_give_same_update(level, agg):
   loss_cfg = losses.LossCfg(level=level, agg=agg, use_kl_loss=True, norm_len=N)
   knobs = UpdateKnobs.create(losses.LossKnobs.create(eps_low=0.2, eps_high=0.28, beta=0.05), 1e-2)
   # SGD-like check on the raw update: clip disabled so the gradient itself is compared.
-  opt = optim.OptimCfg(learning_rate=1e-2, max_grad_norm=0.0)
+  opt = optim.OptimCfg(max_grad_norm=0.0)
   batch = _batch(1, token_adv=(level == "sequence_token"))
   results = []
   for m in (1, 4):
@@ -82,7 +82,7 @@ def test_loss_matches_direct_policy_loss():
   loss_cfg = losses.LossCfg(level="token", agg="seq_mean_token_mean")
   knobs = UpdateKnobs.create(losses.LossKnobs.create(eps_low=0.2), 1e-3)
   batch = _batch(2)
-  cfg = UpdateCfg(model=MODEL, loss=loss_cfg, optim=optim.OptimCfg(1e-3), num_microbatches=2)
+  cfg = UpdateCfg(model=MODEL, loss=loss_cfg, optim=optim.OptimCfg(), num_microbatches=2)
   _, metrics = update_step(init_train_state(jax.tree.map(jnp.copy, PARAMS), cfg), batch, knobs,
                            cfg=cfg)
   logp = logprobs.token_logprobs(PARAMS, batch.tokens_BxL, batch.valid_BxL, cfg=MODEL)
@@ -93,7 +93,7 @@ def test_loss_matches_direct_policy_loss():
 
 def test_no_recompile_when_knobs_change():
   loss_cfg = losses.LossCfg(level="token", agg="token_mean", use_kl_loss=True)
-  cfg = UpdateCfg(model=MODEL, loss=loss_cfg, optim=optim.OptimCfg(1e-3, warmup_steps=3))
+  cfg = UpdateCfg(model=MODEL, loss=loss_cfg, optim=optim.OptimCfg(warmup_steps=3))
   batch = _batch(3)
   state = init_train_state(jax.tree.map(jnp.copy, PARAMS), cfg)
   before = update_step._cache_size()  # pylint: disable=protected-access
@@ -104,7 +104,7 @@ def test_no_recompile_when_knobs_change():
 
 
 def test_learning_rate_schedule_values():
-  cfg = optim.OptimCfg(1.0, warmup_steps=4, schedule="cosine", decay_steps=14, min_lr_ratio=0.1)
+  cfg = optim.OptimCfg(warmup_steps=4, schedule="cosine", decay_steps=14, min_lr_ratio=0.1)
   got = [float(optim.lr_multiplier(s, cfg)) for s in (0, 3, 4, 9, 14, 20)]
   frac = lambda s: (s - 4) / 10
   want = [0.25, 1.0, 1.0, 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac(9))), 0.1, 0.1]
@@ -114,7 +114,7 @@ def test_learning_rate_schedule_values():
 def test_several_epochs_make_the_clip_fire_and_groups_stay_together():
   loss_cfg = losses.LossCfg(level="token", agg="token_mean")
   knobs = UpdateKnobs.create(losses.LossKnobs.create(eps_low=0.01, eps_high=0.01), 3e-2)
-  cfg = UpdateCfg(model=MODEL, loss=loss_cfg, optim=optim.OptimCfg(3e-2))
+  cfg = UpdateCfg(model=MODEL, loss=loss_cfg, optim=optim.OptimCfg())
   batch = _batch(4)
   logp = logprobs.token_logprobs(PARAMS, batch.tokens_BxL, batch.valid_BxL, cfg=MODEL)
   batch = batch.replace(old_logp_BxL=logp * batch.loss_mask_BxL)  # on-policy start: ratio 1
@@ -133,7 +133,7 @@ def test_several_epochs_make_the_clip_fire_and_groups_stay_together():
 
 
 def test_microbatch_count_must_divide_batch():
-  cfg = UpdateCfg(model=MODEL, loss=losses.LossCfg(), optim=optim.OptimCfg(1e-3),
+  cfg = UpdateCfg(model=MODEL, loss=losses.LossCfg(), optim=optim.OptimCfg(),
                   num_microbatches=3)
   knobs = UpdateKnobs.create(losses.LossKnobs.create(), 1e-3)
   with pytest.raises(ValueError, match="not divisible into 3 micro-batches"):
@@ -154,7 +154,7 @@ def test_train_on_rollout_shards_each_minibatch_over_data_and_fsdp(monkeypatch):
 
   monkeypatch.setattr(update, "update_step", record)
   batch = _batch(5)
-  cfg = UpdateCfg(model=MODEL, loss=losses.LossCfg(), optim=optim.OptimCfg(1e-3))
+  cfg = UpdateCfg(model=MODEL, loss=losses.LossCfg(), optim=optim.OptimCfg())
   knobs = UpdateKnobs.create(losses.LossKnobs.create(), 1e-3)
   train_on_rollout(None, batch, knobs, jax.random.key(0), cfg=cfg, num_minibatches=2,
                    group_size=2, mesh=mesh)
@@ -227,7 +227,7 @@ def test_train_on_rollout_without_zero_advantage_rows_matches_the_full_batch():
   """Through the model and Adam: a step with rows dropped, then one where every row is dropped
   (the optimizer still steps on its first moment, as with the full batch)."""
   loss_cfg = losses.LossCfg(level="sequence_token", agg="seq_mean_token_mean")  # GSPO-token
-  cfg = UpdateCfg(model=MODEL, loss=loss_cfg, optim=optim.OptimCfg(learning_rate=1e-2))
+  cfg = UpdateCfg(model=MODEL, loss=loss_cfg, optim=optim.OptimCfg())
   knobs = UpdateKnobs.create(losses.LossKnobs.create(eps_low=0.2, eps_high=0.28), 1e-2)
   some = _zero_some_rows(_batch(2, token_adv=True), [1, 2, 5])
   every = _zero_some_rows(_batch(2, token_adv=True), list(range(B)))

@@ -19,9 +19,11 @@ import jax.numpy as jnp
 
 ESTIMATORS = ("k1", "k2", "k3")
 
-# log r is clamped to [-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP] before exp in k3 (verl clamps to +-20
-# too), so one token whose log-probs disagree wildly cannot overflow to inf. The clamp has zero
-# gradient outside the range. k1 and k2 take no exp and are left unclamped.
+# Log ratios are clamped to [-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP] before exp, here in k3 and in the
+# importance ratios of `losses` (verl and Tunix clamp to +-20 too), so one token whose log-probs
+# disagree wildly (a stale or corrupted old log-prob) cannot overflow to inf. Outside the clamp
+# the gradient is 0, which the PPO clip would give anyway for any sensible epsilon. k1 and k2
+# take no exp and are left unclamped.
 LOG_RATIO_CLAMP = 20.0
 
 

@@ -38,14 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rl_jax.algorithms import kl as kl_lib
+from rl_jax.algorithms.kl import LOG_RATIO_CLAMP
 
 LEVELS = ("token", "sequence", "sequence_token")
 AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
 
-# Log importance ratios are clamped to +-LOG_RATIO_CLAMP before exp (as verl and Tunix do), so a
-# stale or corrupted old log-prob cannot overflow the ratio to inf; outside the clamp the gradient
-# is 0, which the PPO clip would give anyway for any sensible epsilon.
-LOG_RATIO_CLAMP = 20.0
 
 Stats = dict[str, tuple[jax.Array, jax.Array]]
 

@@ -3,8 +3,11 @@
     out = tool_rollout(params, items, prompts, env, tokenizer, key, knobs,
                        model_cfg=..., cfg=ToolLoopCfg(...), group_size=G)
 
-Works over any `rl_jax.envs.tools.ToolEnv` (new_episode / parse_call / execute). One episode per
-rollout row; row r belongs to item r // G (the group layout of every advantage function).
+Works over any `rl_jax.tools.ToolEnv` (new_episode / parse_call / execute / syntax). One episode
+per rollout row; row r belongs to item r // G (the group layout of every advantage function).
+A turn ends at `ToolLoopCfg.stop_ids` plus the id of each of `env.syntax.stop_strings` (each must
+be one token of the tokenizer); an env without a `syntax` uses `stop_ids` alone and its response
+texts as they are.
 
 Turn t (t = 0 .. max_calls) is one call of the jitted `generate` on ALL rows with a left-padded
 prompt of the fixed length P_t = P + t (N + R) (conversation so far), so the shapes of a turn
@@ -15,11 +18,16 @@ an episode, padded to a bucket of rows). After turn t the host decodes each acti
   - malformed call              -> `env.execute` records it; the episode ends (the env scores it
                                    with its configured malformed reward);
   - a call in the last turn     -> the rollout's call budget is spent: recorded as malformed;
-  - a valid call                -> `env.execute`; the response text is tokenized and appended
-                                   with loss_mask 0, and the row continues in turn t + 1.
+  - a valid call                -> `env.execute`; the response text, wrapped by
+                                   `env.syntax.format_response`, is tokenized and appended with
+                                   loss_mask 0, and the row continues in turn t + 1.
 A generation that hits the turn budget N without a stop token is parsed as it is (an unclosed
-call is malformed, an unfinished answer is simply scored). Nothing here raises on model output;
-a tool response longer than R tokens is a configuration error (ValueError naming the field).
+call is malformed, an unfinished answer is simply scored). Nothing here raises on model output
+nor on tool output: a response longer than R tokens is cut to the longest prefix of the tool's
+text whose wrapped form fits R tokens (a syntax's closing tags stay, so the policy still sees
+where the response ends; an env that writes its own tags into the text, as the translate env
+does, loses its close tag), counted in `ToolRollout.truncated_responses_B` and flagged in the
+ledger entry. Only a syntax wrapper that alone exceeds R is a configuration error.
 
 The result is ONE slot layout [B, L], L = P + (max_calls + 1) N + max_calls R: slots [0, P) hold
 the left-padded prompt (plus an optional forced prefix), the conversation after it is contiguous
@@ -42,10 +50,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl_jax.envs.tools import Episode, MalformedCall, ToolEnv
 from rl_jax.models.config import ModelConfig
 from rl_jax.sampling.generate import GenerateCfg, generate
 from rl_jax.tokenizers import Tokenizer
+from rl_jax.tools.episode import Episode, MalformedCall, ToolEnv
+from rl_jax.tools.syntax import CallSyntax
 from rl_jax.types import Rollout, SampleKnobs
 
 
@@ -95,11 +104,13 @@ class ToolRollout:
   """rollout: the assembled [B, L] layout (prompt_len = P). episodes: one per row (ledgers hold
   the calls and their costs). transcripts: per row, the policy segments and tool responses in
   order, joined by spaces (what `env.score` reads). segments: per row, the policy segments only.
+  truncated_responses_B: per row, how many tool responses were cut to `ToolLoopCfg.tool_tokens`.
   """
   rollout: Rollout
   episodes: list[Episode]
   transcripts: list[str]
   segments: list[list[str]]
+  truncated_responses_B: np.ndarray
 
 
 def left_pad(rows: Sequence[Sequence[int]], length: int, pad_id: int, where: str
@@ -158,6 +169,55 @@ def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
   return list(tokenizer.encode(text)) if text else []
 
 
+def turn_stop_ids(stop_ids: Sequence[int], syntax: CallSyntax | None, tokenizer: Tokenizer
+                  ) -> tuple[int, ...]:
+  """`stop_ids` plus the id of each stop string of `syntax` not already among them (order kept,
+  so a config that lists them already compiles the same `generate`). The sampler stops on ids,
+  so a stop string that is not one token cannot end a turn: a ValueError naming it."""
+  out = [int(i) for i in stop_ids]
+  for text in (syntax.stop_strings if syntax is not None else ()):
+    try:
+      i = int(tokenizer.token_id(text))
+    except (ValueError, KeyError) as e:
+      raise ValueError(f"tool_rollout: stop string {text!r} of the env's syntax is not a single "
+                       f"token of the tokenizer ({e}); add it as a special token") from None
+    if i not in out:
+      out.append(i)
+  return tuple(out)
+
+
+def fit_response(text: str, syntax: CallSyntax | None, tokenizer: Tokenizer, max_tokens: int
+                 ) -> tuple[list[int], str, bool]:
+  """(ids, context text, truncated) of a tool response wrapped by `syntax.format_response`.
+
+  A response over `max_tokens` keeps the longest prefix of the tool's text (in tokens) whose
+  wrapped form fits, found by bisection (each probe re-encodes, so merges across the wrapper are
+  measured, never guessed). Without a syntax the ids are simply cut."""
+  wrap = syntax.format_response if syntax is not None else (lambda t: t)
+  full = wrap(text)
+  ids = _encode(tokenizer, full)
+  if len(ids) <= max_tokens:
+    return ids, full, False
+  raw = _encode(tokenizer, text)
+  if syntax is None:
+    return raw[:max_tokens], tokenizer.decode(raw[:max_tokens]), True
+
+  def wrapped(k: int) -> tuple[list[int], str]:
+    shown = wrap(tokenizer.decode(raw[:k]))
+    return _encode(tokenizer, shown), shown
+
+  lo, hi = 0, len(raw)  # invariant: the answer is in [lo, hi]
+  while lo < hi:
+    mid = (lo + hi + 1) // 2
+    lo, hi = (mid, hi) if len(wrapped(mid)[0]) <= max_tokens else (lo, mid - 1)
+  ids, shown = wrapped(lo)
+  if len(ids) > max_tokens:
+    raise ValueError(f"tool_rollout: the response wrapper alone takes {len(ids)} tokens, more "
+                     f"than ToolLoopCfg.tool_tokens={max_tokens}: {shown[:60]!r}; raise "
+                     "tool_tokens")
+  return ids, shown, True
+
+
 def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env: ToolEnv,
                  tokenizer: Tokenizer, key: jax.Array, knobs: SampleKnobs, *,
                  model_cfg: ModelConfig, cfg: ToolLoopCfg, group_size: int = 1,
@@ -212,8 +272,10 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
   segments = [[] for _ in range(num_rows)]
   active = np.ones(num_rows, bool)
   truncated = np.zeros(num_rows, bool)
-  gen_cfg = GenerateCfg(max_new_tokens=cfg.turn_tokens, group_size=1, stop_ids=cfg.stop_ids,
-                        pad_id=cfg.pad_id)
+  cut_responses = np.zeros(num_rows, np.int32)
+  syntax = getattr(env, "syntax", None)
+  gen_cfg = GenerateCfg(max_new_tokens=cfg.turn_tokens, group_size=1,
+                        stop_ids=turn_stop_ids(cfg.stop_ids, syntax, tokenizer), pad_id=cfg.pad_id)
 
   for turn in range(cfg.max_calls + 1):
     if not active.any():
@@ -258,15 +320,16 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
       if result.malformed is not None:
         active[r] = False
         continue
-      ids = _encode(tokenizer, result.text)
-      if len(ids) > cfg.tool_tokens:
-        raise ValueError(f"tool response of {len(ids)} tokens exceeds ToolLoopCfg.tool_tokens="
-                         f"{cfg.tool_tokens}: {result.text[:60]!r}; raise tool_tokens")
+      ids, shown, cut = fit_response(result.text, syntax, tokenizer, cfg.tool_tokens)
+      if cut:
+        cut_responses[r] += 1
+        if episode.ledger.entries:
+          episode.ledger.mark_truncated()
       resp_ids[r] += ids
       resp_mask[r] += [0.0] * len(ids)
       resp_logp[r] += [0.0] * len(ids)
       resp_sample[r] += [0.0] * len(ids)
-      transcripts[r].append(result.text)
+      transcripts[r].append(shown)
 
   arrays = assemble(prompt_ids, resp_ids, resp_mask, resp_logp, prompt_len=cfg.prompt_len,
                     total_len=cfg.total_len, pad_id=cfg.pad_id)
@@ -280,4 +343,5 @@ def tool_rollout(params: Any, items: Sequence[Any], prompts: Sequence[str], env:
                     response_len_B=jnp.asarray(mask.sum(1).astype(np.int32)),
                     truncated_B=jnp.asarray(truncated), prompt_len=cfg.prompt_len)
   return ToolRollout(rollout=rollout, episodes=episodes,
-                     transcripts=[" ".join(t) for t in transcripts], segments=segments)
+                     transcripts=[" ".join(t) for t in transcripts], segments=segments,
+                     truncated_responses_B=cut_responses)

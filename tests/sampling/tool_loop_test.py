@@ -9,11 +9,13 @@ import pytest
 
 from rl_jax import logprobs
 from rl_jax.algorithms import losses
-from rl_jax.envs import cipher, tools
+from rl_jax.projects.translate_r1 import tool as tools
+from rl_jax.projects.translate_r1 import world as cipher
 from rl_jax.models import qwen3
 from rl_jax.models.config import get_model_config
 from rl_jax.sampling import generate as gen
 from rl_jax.sampling import tool_loop
+from rl_jax.tools import Episode, MalformedCall, ToolCall, ToolResult
 from rl_jax.types import SampleKnobs
 
 V = 40
@@ -43,22 +45,21 @@ class EchoEnv:
   (>= 10) is malformed; anything else is an answer. The tool answers TOOL_IDS at cost 1."""
 
   def new_episode(self, item):
-    return tools.Episode(item)
+    return Episode(item)
 
   def parse_call(self, text, episode=None):
     ids = IdTokenizer().encode(text)
     if not ids or ids[0] < 10:
       return None
     if ids[0] % 3 == 0:
-      return tools.MalformedCall("multiple of three")
-    return tools.ToolCall("echo") if ids[0] % 2 == 0 else None
+      return MalformedCall("multiple of three")
+    return ToolCall("echo") if ids[0] % 2 == 0 else None
 
   def execute(self, call, episode):
-    if isinstance(call, tools.MalformedCall):
-      episode.ledger.record_malformed(call.reason)
-      return tools.ToolResult("", 0.0, call)
-    episode.ledger.record_call(1.0)
-    return tools.ToolResult(" ".join(f"w{i}" for i in TOOL_IDS), 1.0)
+    result = (ToolResult("", 0.0, call) if isinstance(call, MalformedCall)
+              else ToolResult(" ".join(f"w{i}" for i in TOOL_IDS), 1.0))
+    episode.ledger.record(call, result)
+    return result
 
 
 LOOP = tool_loop.ToolLoopCfg(prompt_len=6, turn_tokens=5, tool_tokens=4, max_calls=1,
@@ -164,7 +165,7 @@ class _Items:
 
   def __init__(self):
     # pylint: disable-next=g-import-not-at-top
-    from rl_jax.recipes.cipher_tokenizer import build_tokenizer
+    from rl_jax.projects.translate_r1.tokenizer import build_tokenizer
     self.world = cipher.CipherWorld(0)
     self.tok = build_tokenizer(self.world)
     self.items = self.world.sample_items(2, 0, langs=["xl1", "hi1"])
@@ -216,6 +217,27 @@ def test_forced_call_runs_the_tool_and_call_budget_is_enforced(world):
   no_calls = dataclasses.replace(world.loop, max_calls=0)
   out = world.run(env, call, loop=no_calls)
   assert all(env.score(t, e).reward == -1.0 for t, e in zip(out.transcripts, out.episodes))
+
+
+def test_long_translation_is_truncated_and_counted_not_an_error(world):
+  env = tools.TranslateToolEnv(tools.OracleCipherTranslator(world.world))
+  short = dataclasses.replace(world.loop, tool_tokens=5)
+  out = world.run(env, "<tool_call> translate </tool_call>", loop=short)
+  np.testing.assert_array_equal(out.truncated_responses_B, [1, 1, 1, 1])
+  ro = out.rollout
+  p = short.prompt_len
+  tokens, valid = np.asarray(ro.tokens_BxL)[:, p:], np.asarray(ro.valid_BxL)[:, p:]
+  mask = np.asarray(ro.loss_mask_BxL)[:, p:]
+  for r, episode in enumerate(out.episodes):
+    entry = episode.ledger.entries[0]
+    assert entry.truncated and entry.response.startswith("<tool_response>")
+    # The forced call is the prompt's tail; the response's first 5 tokens follow, loss_mask 0.
+    resp = tokens[r][valid[r] & (mask[r] == 0)]
+    np.testing.assert_array_equal(resp, world.tok.encode(entry.response)[:5])
+  # The full responses fit the default layout: nothing cut there.
+  full = world.run(env, "<tool_call> translate </tool_call>")
+  assert not full.truncated_responses_B.any()
+  assert not any(e.ledger.entries[0].truncated for e in full.episodes)
 
 
 def test_no_recompile_across_steps():

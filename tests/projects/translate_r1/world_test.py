@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from rl_jax.envs import cipher
-from rl_jax.envs import cipher_domains as dom
+from rl_jax.projects.translate_r1 import world as cipher
+from rl_jax.projects.translate_r1 import domains as dom
 
 
 @pytest.fixture(scope="module")

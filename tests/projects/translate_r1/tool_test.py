@@ -1,8 +1,9 @@
 """Tests of the translate tool: call parsing, execution, cost accounting, malformed calls, scoring."""
 import pytest
 
-from rl_jax.envs import cipher
-from rl_jax.envs import tools
+from rl_jax import tools as generic
+from rl_jax.projects.translate_r1 import world as cipher
+from rl_jax.projects.translate_r1 import tool as tools
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,9 @@ def _env(world, **cfg):
 
 def test_protocols(world):
   env = _env(world)
-  assert isinstance(env, tools.ToolEnv)
+  assert isinstance(env, generic.ToolEnv)
+  assert isinstance(env.syntax, generic.CallSyntax)
+  assert isinstance(generic.get_syntax("cipher_translate"), tools.TranslateCallSyntax)
   assert isinstance(tools.OracleCipherTranslator(world), tools.Translator)
 
 
@@ -37,10 +40,22 @@ def test_parse_well_formed(world):
   env = _env(world)
   assert env.parse_call("<answer> 7 </answer>") is None
   assert env.parse_call("") is None
-  assert env.parse_call("<tool_call> translate </tool_call>") == tools.ToolCall("translate")
-  assert env.parse_call("<tool_call>translate</tool_call>  ") == tools.ToolCall("translate")
-  assert env.parse_call("hmm <tool_call> translate ab cd </tool_call>") == \
-      tools.ToolCall("translate", "ab cd")
+  assert env.parse_call("<tool_call> translate </tool_call>") == generic.ToolCall("translate")
+  assert env.parse_call("<tool_call>translate</tool_call>  ") == generic.ToolCall("translate")
+  call = env.parse_call("hmm <tool_call> translate ab cd </tool_call>")
+  assert call == generic.ToolCall("translate", {"span": "ab cd"})
+  assert call.raw == "<tool_call> translate ab cd </tool_call>"
+
+
+def test_format_call_round_trips(world):
+  syntax = _env(world).syntax
+  for args in ({}, {"span": "ab cd"}):
+    text = syntax.format_call("translate", args)
+    assert syntax.parse(text) == generic.ToolCall("translate", args)
+  assert syntax.format_call("translate", {}) == "<tool_call> translate </tool_call>"
+  assert syntax.format_response("<tool_response> x </tool_response>") == \
+      "<tool_response> x </tool_response>"
+  assert syntax.stop_strings == ("</tool_call>",)
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -64,13 +79,17 @@ def test_execute_per_call_cost_and_response(world, item):
   res = env.execute(call, ep)
   assert res.malformed is None and res.cost == 1.5
   assert res.text == "<tool_response> " + item.text_en + " </tool_response>"
-  assert ep.ledger.n_calls == 1 and ep.ledger.total_cost == 1.5 and ep.ledger.translated
+  assert ep.ledger.n_calls == 1 and ep.ledger.total_cost == 1.5 and ep.ledger.used_tool
+  entry = ep.ledger.entries[0]
+  assert (entry.name, entry.arguments, entry.malformed, entry.truncated) == \
+      ("translate", "{}", None, False)
+  assert entry.response == res.text
 
 
 def test_execute_per_token_cost_and_span(world, item):
   env = _env(world, cost_mode="per_token", token_cost=0.02, max_calls=2)
   ep = env.new_episode(item)
-  env.execute(tools.ToolCall("translate"), ep)
+  env.execute(generic.ToolCall("translate"), ep)
   # Span = the cipher of "how many apples" (3 words, contiguous in the prompt).
   span = world.encode("how many apples", "xl3")
   res = env.execute(env.parse_call(f"<tool_call> translate {span} </tool_call>", ep), ep)
@@ -78,6 +97,7 @@ def test_execute_per_token_cost_and_span(world, item):
   n_words = 15  # "tom has four apples . he gets three more . how many apples now ?"
   assert ep.ledger.call_costs == pytest.approx([0.02 * n_words, 0.02 * 3])
   assert ep.ledger.total_cost == pytest.approx(0.02 * 18)
+  assert ep.ledger.entries[1].arguments == f'{{"span": "{span}"}}'
   assert env.full_translation_cost(item) == pytest.approx(0.02 * n_words)
 
 
@@ -86,7 +106,8 @@ def test_custom_token_counter(world, item):
                                tools.TranslateToolCfg(cost_mode="per_token", token_cost=0.5),
                                count_tokens=len)  # characters
   ep = env.new_episode(item)
-  assert env.execute(tools.ToolCall("translate"), ep).cost == pytest.approx(0.5 * len(item.text_en))
+  cost = env.execute(generic.ToolCall("translate"), ep).cost
+  assert cost == pytest.approx(0.5 * len(item.text_en))
 
 
 def test_max_calls_and_bad_span(world, item):
@@ -94,16 +115,20 @@ def test_max_calls_and_bad_span(world, item):
   ep = env.new_episode(item)
   env.execute(env.parse_call("<tool_call> translate </tool_call>", ep), ep)
   second = env.parse_call("<tool_call> translate </tool_call>", ep)
-  assert isinstance(second, tools.MalformedCall) and "max_calls=1" in second.reason
+  assert isinstance(second, generic.MalformedCall) and "max_calls=1" in second.reason
   # The loop may skip the episode-aware parse: execute enforces the limit itself.
-  res = env.execute(tools.ToolCall("translate"), ep)
+  res = env.execute(generic.ToolCall("translate"), ep)
   assert res.malformed is not None and res.cost == 0.0 and res.text == ""
   assert ep.ledger.n_calls == 1 and ep.ledger.n_malformed == 1 and ep.ledger.total_cost == 1.0
   ep2 = env.new_episode(item)
   bad = env.parse_call("<tool_call> translate tom has </tool_call>", ep2)  # English, not in prompt
-  assert isinstance(bad, tools.MalformedCall) and "bad arguments" in bad.reason
+  assert isinstance(bad, generic.MalformedCall) and "bad arguments" in bad.reason
   assert isinstance(_env(world, max_calls=0).parse_call(
-      "<tool_call> translate </tool_call>", ep2), tools.MalformedCall)
+      "<tool_call> translate </tool_call>", ep2), generic.MalformedCall)
+  # Arguments other than a string span (another syntax could produce them) are malformed.
+  for args in ({"lang": "en"}, {"span": 3}):
+    res = env.execute(generic.ToolCall("translate", args), env.new_episode(item))
+    assert res.malformed is not None and "bad arguments" in res.malformed.reason
 
 
 def test_scoring(world, item):
@@ -117,7 +142,7 @@ def test_scoring(world, item):
     assert env.score(wrong, ep).reward == 0.0, wrong
   # An answer that only appears inside the tool response does not count.
   ep_t = env.new_episode(item)
-  res = env.execute(tools.ToolCall("translate"), ep_t)
+  res = env.execute(generic.ToolCall("translate"), ep_t)
   assert not env.score(f"<answer> 7 </answer> {res.text}", ep_t).correct
   s = env.score(f"{res.text} <answer> 7 </answer>", ep_t)
   assert (s.reward, s.cost, s.translated, s.n_calls) == (1.0, 1.0, True, 1)

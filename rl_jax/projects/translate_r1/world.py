@@ -34,7 +34,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from rl_jax.envs import cipher_domains as dom
+from rl_jax.projects.translate_r1 import domains as dom
 
 BASE_LANG = "en"
 TIERS = ("base", "high", "low", "xlow", "unseen")
@@ -277,7 +277,7 @@ class CipherWorld:
   def vocabulary(self) -> list[str]:
     """Every token any language can produce: punctuation, numbers 0..max_number, base words,
     then each cipher's words in language order. Tool and answer tags are not included: they are
-    special tokens (see `ANSWER_OPEN`/`ANSWER_CLOSE` and `rl_jax.envs.tools`)."""
+    special tokens (see `ANSWER_OPEN`/`ANSWER_CLOSE` and `rl_jax.projects.translate_r1.tool`)."""
     vocab = list(dom.PUNCTUATION) + [str(i) for i in range(self.cfg.max_number + 1)]
     for lang in self.languages.values():
       vocab.extend(lang.mapping[w] for w in dom.BASE_WORDS)

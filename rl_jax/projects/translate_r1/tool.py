@@ -1,6 +1,8 @@
-"""Tool protocol, the translate tool and per-episode cost accounting (SPEC §1(a) steps 2-3, §11.3).
+"""The translate tool of the cipher world and its cost accounting (SPEC §1(a) steps 2-3, §11.3).
 
-Protocol of one multi-turn episode (the rollout loop lives in `rl_jax.sampling`):
+`TranslateToolEnv` is one `rl_jax.tools.ToolEnv` (the generic protocol, ledger and rollout loop
+live in `rl_jax.tools` and `rl_jax.sampling.tool_loop`), with its own call syntax,
+"cipher_translate". One multi-turn episode:
 
     episode = env.new_episode(item)                       # prompt = item.text
     loop:
@@ -12,17 +14,20 @@ Protocol of one multi-turn episode (the rollout loop lives in `rl_jax.sampling`)
       append result.text with loss_mask = 0; continue
     score = env.score(final_segment, episode)             # reward, correct, cost, translated
 
-Syntax (tags are single special tokens; the env writes them separated by spaces):
+Syntax "cipher_translate" (tags are single special tokens; the env writes them separated by
+spaces; a span is `ToolCall.arguments["span"]`, absent for the whole prompt):
 
     model:        <tool_call> translate </tool_call>              translate the whole prompt
                   <tool_call> translate w1 w2 ... </tool_call>    translate that span of the prompt
     environment:  <tool_response> english text </tool_response>
-    answer:       <answer> 42 </answer>                           (`rl_jax.envs.cipher`)
+    answer:       <answer> 42 </answer>                           (`rl_jax.projects.translate_r1.world`)
 
 Text before "<tool_call>" is allowed (free reasoning). Malformed calls -- a stray close tag, an
 unclosed tag, an empty or unknown tool name, a span not found in the prompt, text after the close
 tag, a model-written "<tool_response>", or a call beyond `max_calls` -- become `MalformedCall(reason)`
 and never raise: `execute` records them in the ledger and the episode scores `malformed_reward`.
+The env writes the response tags itself (SFT demonstrations use `ToolResult.text` as is), so the
+syntax's `format_response` returns the text unchanged.
 
 Cost of a successful call (configurable, SPEC §1(c)):
     per_call:   unit_cost
@@ -31,10 +36,12 @@ Cost of a successful call (configurable, SPEC §1(c)):
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
-from rl_jax.envs import cipher_domains
-from rl_jax.envs.cipher import BASE_LANG, CipherWorld, Item, extract_answer
+from rl_jax.projects.translate_r1 import domains as cipher_domains
+from rl_jax.projects.translate_r1.world import BASE_LANG, CipherWorld, Item, extract_answer
+from rl_jax.tools.episode import Episode, EpisodeLedger, MalformedCall, ToolCall, ToolResult
+from rl_jax.tools.syntax import register_syntax
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -45,76 +52,54 @@ SPECIAL_TOKENS = (TOOL_CALL_OPEN, TOOL_CALL_CLOSE, TOOL_RESPONSE_OPEN, TOOL_RESP
 COST_MODES = ("per_call", "per_token")
 
 
+def call_span(call: ToolCall) -> str | None:
+  """The prompt span a translate call names; None means the whole prompt."""
+  return call.arguments.get("span")
+
+
+@register_syntax("cipher_translate")
 @dataclasses.dataclass(frozen=True)
-class ToolCall:
-  name: str
-  span: str | None = None  # None: the whole prompt.
+class TranslateCallSyntax:
+  """`<tool_call> name [w1 w2 ...] </tool_call>`: the first word is the tool, the rest the span.
 
+  Purely syntactic (any name parses; the env rejects unknown tools). `format_response` is the
+  identity: the translate env already writes `<tool_response> ... </tool_response>` into its
+  result."""
+  stop_strings: tuple[str, ...] = (TOOL_CALL_CLOSE,)
 
-@dataclasses.dataclass(frozen=True)
-class MalformedCall:
-  reason: str
+  def parse(self, text: str) -> ToolCall | MalformedCall | None:
+    if TOOL_RESPONSE_OPEN in text or TOOL_RESPONSE_CLOSE in text:
+      return MalformedCall(f"the model wrote a {TOOL_RESPONSE_OPEN} tag")
+    start = text.find(TOOL_CALL_OPEN)
+    if start < 0:
+      if TOOL_CALL_CLOSE in text:
+        return MalformedCall(f"{TOOL_CALL_CLOSE} without {TOOL_CALL_OPEN}")
+      return None
+    end = text.find(TOOL_CALL_CLOSE, start)
+    if end < 0:
+      return MalformedCall(f"unclosed {TOOL_CALL_OPEN}")
+    body = text[start + len(TOOL_CALL_OPEN):end]
+    if TOOL_CALL_OPEN in body:
+      return MalformedCall(f"nested {TOOL_CALL_OPEN}")
+    if text[end + len(TOOL_CALL_CLOSE):].strip():
+      return MalformedCall(f"text after {TOOL_CALL_CLOSE}")
+    words = body.split()
+    if not words:
+      return MalformedCall("empty tool call")
+    arguments = {"span": " ".join(words[1:])} if len(words) > 1 else {}
+    return ToolCall(words[0], arguments, raw=text[start:end + len(TOOL_CALL_CLOSE)])
 
+  def format_call(self, name: str, arguments: Mapping[str, Any]) -> str:
+    span = arguments.get("span")
+    return " ".join([TOOL_CALL_OPEN, name] + ([span] if span else []) + [TOOL_CALL_CLOSE])
 
-@dataclasses.dataclass(frozen=True)
-class ToolResult:
-  """`text` goes into the context with loss_mask = 0; `malformed` is set iff the call failed."""
-  text: str
-  cost: float
-  malformed: MalformedCall | None = None
-
-
-@dataclasses.dataclass
-class EpisodeLedger:
-  """Per-episode tool accounting: one entry per executed call, one per malformed call."""
-  call_costs: list[float] = dataclasses.field(default_factory=list)
-  malformed_reasons: list[str] = dataclasses.field(default_factory=list)
-
-  @property
-  def n_calls(self) -> int:
-    return len(self.call_costs)
-
-  @property
-  def total_cost(self) -> float:
-    return float(sum(self.call_costs))
-
-  @property
-  def n_malformed(self) -> int:
-    return len(self.malformed_reasons)
-
-  @property
-  def translated(self) -> bool:
-    return self.n_calls > 0
-
-  def record_call(self, cost: float):
-    self.call_costs.append(float(cost))
-
-  def record_malformed(self, reason: str):
-    self.malformed_reasons.append(reason)
-
-
-@dataclasses.dataclass
-class Episode:
-  item: Item
-  ledger: EpisodeLedger = dataclasses.field(default_factory=EpisodeLedger)
+  def format_response(self, text: str) -> str:
+    return text
 
 
 @runtime_checkable
 class Translator(Protocol):
   def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
-    ...
-
-
-@runtime_checkable
-class ToolEnv(Protocol):
-  def new_episode(self, item: Item) -> Episode:
-    ...
-
-  def parse_call(self, text: str, episode: Episode | None = None
-                 ) -> ToolCall | MalformedCall | None:
-    ...
-
-  def execute(self, call: ToolCall | MalformedCall, episode: Episode) -> ToolResult:
     ...
 
 
@@ -188,7 +173,7 @@ def score_episode(answer_text: str, item: Item, ledger: EpisodeLedger, *,
   correct = (not malformed) and is_correct(answer_text, item)
   reward = malformed_reward if malformed else float(correct)
   return EpisodeScore(reward=reward, correct=correct, cost=ledger.total_cost,
-                      translated=ledger.translated, n_calls=ledger.n_calls, malformed=malformed)
+                      translated=ledger.used_tool, n_calls=ledger.n_calls, malformed=malformed)
 
 
 def episode_reward(answer_text: str, item: Item, ledger: EpisodeLedger, *,
@@ -204,6 +189,7 @@ class TranslateToolEnv:
     self.translator = translator
     self.cfg = cfg
     self.count_tokens = count_tokens
+    self.syntax = TranslateCallSyntax()
 
   def new_episode(self, item: Item) -> Episode:
     return Episode(item)
@@ -218,13 +204,22 @@ class TranslateToolEnv:
     src = self.translator.translate([item.text], item.lang, self.cfg.target_lang)[0]
     return self.call_cost(src)
 
-  def _check(self, call: ToolCall, episode: Episode) -> MalformedCall | None:
+  def _check(self, call: ToolCall, episode: Episode | None) -> MalformedCall | None:
+    """Why `call` cannot run: an unknown tool or argument always; with `episode`, also a spent
+    call budget or a span that is not part of the prompt."""
     if call.name != TRANSLATE:
       return MalformedCall(f"unknown tool {call.name!r}; known tools: [{TRANSLATE!r}]")
+    extra = sorted(set(call.arguments) - {"span"})
+    if extra or not isinstance(call_span(call), (str, type(None))):
+      return MalformedCall(f"bad arguments: expected only a string 'span', got "
+                           f"{dict(call.arguments)!r}")
+    if episode is None:
+      return None
     if episode.ledger.n_calls >= self.cfg.max_calls:
       return MalformedCall(f"too many calls: max_calls={self.cfg.max_calls} already used")
-    if call.span is not None and not _contains_span(episode.item.text, call.span):
-      return MalformedCall(f"bad arguments: span {call.span!r} is not a contiguous part of "
+    span = call_span(call)
+    if span is not None and not _contains_span(episode.item.text, span):
+      return MalformedCall(f"bad arguments: span {span!r} is not a contiguous part of "
                            f"the prompt")
     return None
 
@@ -234,28 +229,8 @@ class TranslateToolEnv:
 
     With `episode`, also checks `max_calls` and that a span occurs in the prompt.
     """
-    if TOOL_RESPONSE_OPEN in text or TOOL_RESPONSE_CLOSE in text:
-      return MalformedCall(f"the model wrote a {TOOL_RESPONSE_OPEN} tag")
-    start = text.find(TOOL_CALL_OPEN)
-    if start < 0:
-      if TOOL_CALL_CLOSE in text:
-        return MalformedCall(f"{TOOL_CALL_CLOSE} without {TOOL_CALL_OPEN}")
-      return None
-    end = text.find(TOOL_CALL_CLOSE, start)
-    if end < 0:
-      return MalformedCall(f"unclosed {TOOL_CALL_OPEN}")
-    body = text[start + len(TOOL_CALL_OPEN):end]
-    if TOOL_CALL_OPEN in body:
-      return MalformedCall(f"nested {TOOL_CALL_OPEN}")
-    if text[end + len(TOOL_CALL_CLOSE):].strip():
-      return MalformedCall(f"text after {TOOL_CALL_CLOSE}")
-    words = body.split()
-    if not words:
-      return MalformedCall("empty tool call")
-    if words[0] != TRANSLATE:
-      return MalformedCall(f"unknown tool {words[0]!r}; known tools: [{TRANSLATE!r}]")
-    call = ToolCall(TRANSLATE, " ".join(words[1:]) or None)
-    if episode is not None:
+    call = self.syntax.parse(text)
+    if isinstance(call, ToolCall):
       return self._check(call, episode) or call
     return call
 
@@ -263,17 +238,19 @@ class TranslateToolEnv:
     """Runs a call and records it in `episode.ledger`. A `MalformedCall` (or a call that fails
     the episode checks, if `parse_call` was given no episode) is recorded as malformed and
     returned in `ToolResult.malformed` with empty text and zero cost."""
-    if isinstance(call, ToolCall):
-      call = self._check(call, episode) or call
-    if isinstance(call, MalformedCall):
-      episode.ledger.record_malformed(call.reason)
-      return ToolResult(text="", cost=0.0, malformed=call)
+    bad = call if isinstance(call, MalformedCall) else self._check(call, episode)
+    if bad is not None:
+      result = ToolResult(text="", cost=0.0, malformed=bad)
+      episode.ledger.record(call, result)
+      return result
     item = episode.item
-    source = item.text if call.span is None else call.span
+    span = call_span(call)
+    source = item.text if span is None else span
     translated = self.translator.translate([source], item.lang, self.cfg.target_lang)[0]
     cost = self.call_cost(translated)
-    episode.ledger.record_call(cost)
-    return ToolResult(text=f"{TOOL_RESPONSE_OPEN} {translated} {TOOL_RESPONSE_CLOSE}", cost=cost)
+    result = ToolResult(text=f"{TOOL_RESPONSE_OPEN} {translated} {TOOL_RESPONSE_CLOSE}", cost=cost)
+    episode.ledger.record(call, result)
+    return result
 
   def score(self, answer_text: str, episode: Episode) -> EpisodeScore:
     return score_episode(answer_text, episode.item, episode.ledger,

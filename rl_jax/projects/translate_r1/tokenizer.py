@@ -3,7 +3,8 @@ and the tool tags, where every piece is one whole word (so separately encoded se
 concatenate to exactly the ids the policy samples)."""
 from __future__ import annotations
 
-from rl_jax.envs import cipher, tools
+from rl_jax.projects.translate_r1 import tool as tools
+from rl_jax.projects.translate_r1 import world as cipher
 from rl_jax.tokenizers import SentencePieceTokenizer, train_sentencepiece
 
 EXTRA_SYMBOLS = (cipher.ANSWER_OPEN, cipher.ANSWER_CLOSE)

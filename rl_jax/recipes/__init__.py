@@ -1,1 +1,0 @@
-"""Staged experiment pipelines (one module per paper reproduction)."""

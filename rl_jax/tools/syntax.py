@@ -1,0 +1,72 @@
+"""How tool calls and responses are written as text, and a registry of named syntaxes.
+
+A `CallSyntax` is the only place that knows the tags: the env parses the policy's segment with
+it, the rollout loop stops a turn on its `stop_strings` and puts a tool's text into the context
+through `format_response`, and SFT demonstrations write calls with `format_call`, so training
+data, rollouts and parsing agree by construction.
+
+Registered here on import of `rl_jax.tools`: "json" and "json_chat" (`rl_jax.tools.json_syntax`).
+`rl_jax.projects.translate_r1.tool` registers "cipher_translate" when it is imported.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+from rl_jax.tools.episode import MalformedCall, ToolCall
+
+
+@runtime_checkable
+class CallSyntax(Protocol):
+  """parse(text): the call in a policy segment, `MalformedCall(reason)` for a broken attempt,
+  None when the segment holds no call (it is an answer); never raises on model output.
+  format_call(name, arguments): the text of a call, as the model should write it.
+  format_response(text): how a tool's text enters the context after a call.
+  stop_strings: strings whose token ends a policy turn (e.g. the call's close tag)."""
+  stop_strings: tuple[str, ...]
+
+  def parse(self, text: str) -> ToolCall | MalformedCall | None:
+    ...
+
+  def format_call(self, name: str, arguments: Mapping[str, Any]) -> str:
+    ...
+
+  def format_response(self, text: str) -> str:
+    ...
+
+
+_REGISTRY: dict[str, Callable[..., CallSyntax]] = {}
+
+
+def register_syntax(name: str) -> Callable[[Callable[..., CallSyntax]], Callable[..., CallSyntax]]:
+  """Decorator: registers a factory (a class, or any callable taking keyword options) under
+  `name`. Registering a name twice is an error (two meanings for one config string)."""
+
+  def register(factory: Callable[..., CallSyntax]) -> Callable[..., CallSyntax]:
+    if name in _REGISTRY:
+      raise ValueError(f"register_syntax: a syntax named {name!r} is already registered")
+    _REGISTRY[name] = factory
+    return factory
+
+  return register
+
+
+def syntax_names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get_syntax(name: str, **options: Any) -> CallSyntax:
+  """A new syntax by registered name; `options` go to its factory (e.g. max_body_chars)."""
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown tool-call syntax {name!r}; registered syntaxes: {syntax_names()}")
+  return _REGISTRY[name](**options)
+
+
+def resolve_syntax(syntax: str | CallSyntax) -> CallSyntax:
+  """A registered name or a ready syntax object (what env constructors take)."""
+  if isinstance(syntax, str):
+    return get_syntax(syntax)
+  if not isinstance(syntax, CallSyntax):
+    raise ValueError(f"syntax: expected a registered name {syntax_names()} or an object with "
+                     f"parse / format_call / format_response / stop_strings, got "
+                     f"{type(syntax).__name__}")
+  return syntax
