@@ -273,7 +273,8 @@ def fused_logprob_correctness(cfg: dict, sink) -> None:
 
 
 def step_reference(batch, alpha, tau, normalization, weighting):
-  """`kernels/step_importance/reference.py` (vmapped per response, written from SPEC.md §5 and
+  """`kernels/step_importance/reference.py` (vmapped per response, written from the SWAP
+  formulas and
   itself tested against numpy loops) on the host CPU: fields in STEP_FIELDS order."""
   with jax.default_device(jax.devices("cpu")[0]):
     outs = sip_reference.step_penalties(*batch, alpha, tau, normalization=normalization,

@@ -5,7 +5,7 @@ below and rejects any key that is not a field, naming it (`rl.eps_hgih`: unknown
 are ...). Parts chosen by name (`task`, `rl.prompt_source`, `rl.scorer`, `rl.advantage`,
 `eval.evaluator`, `report`) are dicts `{"name": ..., **kwargs}` whose kwargs are checked against
 the registered factory. A project adds top-level sections with `register_section` (its module is
-imported first: `imports`). Library functions receive only their own section (DESIGN.md §1).
+imported first: `imports`). Library functions receive only their own section (docs/architecture.md).
 Every field is documented here: this file is the reference for what a config can set.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class SupervisedSection:
   learning_rate: peak learning rate (the one source: it is the traced knob of the step).
   warmup_steps / schedule / min_lr_ratio / weight_decay / max_grad_norm: the optimizer
     (`rl_jax.optim.OptimCfg`; decay ends at `steps`).
-  num_microbatches: gradient accumulation (exact, DESIGN.md §3.4).
+  num_microbatches: gradient accumulation (exact, docs/architecture.md).
   start_from: stage whose final params this stage starts from ("" = the stage before it; the
     first stage starts from the model's initial params)."""
   steps: int = 0

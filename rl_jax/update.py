@@ -3,7 +3,8 @@
     state, metrics = update_step(state, batch, knobs, *, cfg)
 
 The mini-batch is split into `cfg.num_microbatches` micro-batches and scanned. Every loss returns
-`(loss_sum, denominator)` per micro-batch (DESIGN.md §3.4); the step adds both over micro-batches
+`(loss_sum, denominator)` per micro-batch (docs/architecture.md); the step adds both over
+micro-batches
 and divides once, so the gradient of any aggregation mode is the same for 1 or M micro-batches
 (tests/update_test.py checks this for every mode). Metrics come back as sums and counts too.
 

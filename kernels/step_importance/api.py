@@ -1,4 +1,4 @@
-"""SWAP step importance and step-wise penalty redistribution (SPEC.md §5, steps 2 and 4).
+"""SWAP step importance and step-wise penalty redistribution (SWAP, steps 2 and 4: `formulas.py`).
 
 SWAP (arXiv 2603.00296) measures how much each reasoning step raises the policy's own
 log-probability of the correct answer, and spreads a response's excess-length penalty over its

@@ -1,7 +1,8 @@
 """SWAP step-importance formulas on [b, K] rows, shared by the XLA and Pallas paths.
 
 Indices are 0-based: step k in [0, K) is the spec's step k+1, and prefix column k in [0, K]
-is "the response cut after k steps" (column 0 = no reasoning). For one response (SPEC.md §5):
+is "the response cut after k steps" (column 0 = no reasoning). For one response
+(SWAP's step importance and redistribution):
 
     P_k      = sum_a m_a * logp_{k,a}                 answer log-prob after k steps, k = 0..K
     L_k      = #{t : seg_t = k}                       step length; step k exists iff L_k > 0

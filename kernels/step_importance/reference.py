@@ -1,4 +1,5 @@
-"""SWAP step penalties, one response at a time (vmapped), written directly from SPEC.md §5.
+"""SWAP step penalties, one response at a time (vmapped), written directly from the
+SWAP formulas (`formulas.py`).
 
 Independent of `formulas.py` on purpose (segment_sum, jax.nn.softmax, indexing): the kernels are
 tested against it and against a numpy loop in the tests. Conventions and formulas: `api.py`.

@@ -6,7 +6,8 @@ reshape goes through `check_group_shape`, so a batch that is not a whole number 
 trace time with a clear message instead of silently mixing prompts (Tunix's eval returned 0% when
 the micro-batch was smaller than G).
 
-Advantages are computed outside the differentiated loss (DESIGN.md §1): the loss only consumes them.
+Advantages are computed outside the differentiated loss (docs/architecture.md): the loss
+only consumes them.
 
 References:
   GRPO, process supervision: Shao et al. 2024, DeepSeekMath, arXiv 2402.03300, §4.1.2-4.1.3.

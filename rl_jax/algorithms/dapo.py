@@ -1,6 +1,6 @@
 """DAPO's host-side pieces: the soft overlong penalty and dynamic sampling (numpy, not jitted).
 
-Both run on the host between rollout and update (DESIGN.md §1); the DAPO *loss* is
+Both run on the host between rollout and update (docs/architecture.md); the DAPO *loss* is
 `losses.preset("dapo")` (token mean, clip-higher 0.2 / 0.28, no KL).
 
 Reference: Yu et al. 2025, "DAPO: An Open-Source LLM Reinforcement Learning System at Scale",

@@ -1,4 +1,5 @@
-"""Confidence-gated cost-sensitive rewards and advantages for Translate-R1 (SPEC §1(a), steps 4-6).
+"""Confidence-gated cost-sensitive rewards and advantages for Translate-R1
+(docs/translate_r1.md, steps 4-6).
 
 Per rollout i of a group q (G consecutive rows, one prompt in one language): base reward r_i,
 translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i in {0,1}.
@@ -7,14 +8,14 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
       n_native_q = #{i in q : not translated_i}
       p_native_q = #{i in q : correct_i and not translated_i} / max(1, n_native_q)
     and a confidence conf_q chosen by the gate (registry `GATES`):
-      "none"            no confidence, g_q = 1 (the ungated cost penalty, SPEC §1(c) baseline)
+      "none"            no confidence, g_q = 1 (the ungated cost penalty)
       "native_success"  conf_q = p_native_q
       "verbal_conf"     conf_q = mean_{i in q} verbal_conf_i          (the model's stated confidence)
       "logprob_conf"    conf_q = exp(mean_{i in q} first_token_logp_i) (policy probability of the
                                                                        no-translate first token)
     gate, mode "hard":  g_q = 1[conf_q >= tau_q] * 1[n_native_q >= m_min]
           mode "soft":  g_q = sigmoid(kappa (conf_q - tau_q)) * 1[n_native_q >= m_min]
-    threshold [I], "fixed":      tau_q = tau (SPEC §1(a) 4)
+    threshold [I], "fixed":      tau_q = tau (docs/translate_r1.md)
                    "tool_gain":  tau_q = p_tool_q - lam * cbar_q,
       p_tool_q = #{i in q : correct_i and called_i} / #{i in q : called_i} over the calls that
       ran (pooled with a tool history like p_native, below; 1 without any call: an untried tool
@@ -41,7 +42,7 @@ translated_i in {0,1} (did it call the translate tool), tool cost c_i, correct_i
       p_native_q = (hits_q + s_l H_l) / max(1, n_native_q + s_l N_l),
       n_native_q <- n_native_q + s_l N_l,   s_l = min(1, w / N_l),
       H_l <- decay * (H_l + sum_{q in l} hits_q),   N_l <- decay * (N_l + sum_{q in l} n_native_q),
-    l the cell of group q; decay = 0 is the group alone (SPEC §1(a) 4). w caps the history's
+    l the cell of group q; decay = 0 is the group alone (docs/translate_r1.md). w caps the history's
     weight at w native answers (w = inf: the full counts): with a small w the cell's rate breaks
     the ties of a group's few answers instead of overruling them. For the "tool_gain"
     thresholds the recipe keeps a second history of the calls (correct calls and calls,
@@ -60,7 +61,7 @@ Static: gate name, mode, m_min, group size, normalisation (`GateCfg`). Traced: l
 (`GateKnobs`), so one compiled program serves a whole cost-sensitivity sweep.
 
 Reference: Translate-R1, arXiv 2606.06835 (abstract only; the gate formula is the [I] design of
-SPEC §1(a)). GSPO: Zheng et al. 2025, arXiv 2507.18071.
+docs/translate_r1.md). GSPO: Zheng et al. 2025, arXiv 2507.18071.
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ class GateCfg:
     normalize: advantage normalisation, "std" (GRPO) or "none" (Dr. GRPO).
     eps: added to the group std.
     std_ddof: ddof of the group std (1, as TRL/verl/Tunix and `advantages.group_advantages`).
-    cost_in: where the gated cost enters [I]. "reward" (SPEC §1(a) 5-6): the advantage of
+    cost_in: where the gated cost enters [I]. "reward" (docs/translate_r1.md): the advantage of
       R_i = r_i - lam c_i g_q. "advantage": A_i = norm(r)_i - lam c_i g_q, the cost added after
       the group normalisation, so it is neither rescaled by a small group std (a 0.1 cost in an
       all-correct group is not blown up to a unit advantage) nor cancelled by the group mean (a

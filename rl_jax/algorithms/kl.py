@@ -8,7 +8,7 @@ With x ~ pi_theta and r = pi_ref(x) / pi_theta(x), so log r = ref_logp - logp:
 
 Default to k3 when KL is a loss term: k1's gradient is grad log pi_theta(x), whose expectation
 under on-policy samples is zero, so as a loss it adds noise instead of regularisation (the Tunix
-GRPO default silently switched from k3 to k1; ANCHORS.md Part 1 §2.6).
+GRPO default silently switched from k3 to k1).
 
 Reference: J. Schulman, "Approximating KL Divergence", http://joschu.net/blog/kl-approx.html.
 """

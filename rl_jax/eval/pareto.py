@@ -1,4 +1,4 @@
-"""Cost-sensitivity evaluation of Translate-R1 (SPEC §1(a) step 8, §1(b)): Pareto share and
+"""Cost-sensitivity evaluation of Translate-R1 (docs/translate_r1.md, §1(b)): Pareto share and
 cost-to-match, in plain numpy, plus a PNG plot of the reward/cost plane.
 
 Every policy P has a reward R(P) and a normalised cost C(P) = cost(P) / cost(always-translate).
@@ -108,7 +108,7 @@ def pareto_front_mask(rewards, costs) -> np.ndarray:
 
 
 def cost_to_match(lams, rewards, costs, target_reward: float) -> float:
-  """Smallest normalised cost at which a lambda-sweep reaches `target_reward` (SPEC §1(b):
+  """Smallest normalised cost at which a lambda-sweep reaches `target_reward` (docs/translate_r1.md:
   "full reward at 63% of the cost" is cost_to_match(..., R(always-translate)) = 0.63).
 
   The sweep points are ordered by lambda and joined by straight segments in the (C, R) plane

@@ -13,7 +13,8 @@ Turn t (t = 0 .. max_calls) is one call of the jitted `generate` on ALL rows wit
 prompt of the fixed length P_t = P + t (N + R) (conversation so far), so the shapes of a turn
 never change and nothing recompiles across steps (rows that have finished still ride along;
 their samples are ignored; with `ToolLoopCfg.row_bucket` later turns run only the rows still in
-an episode, padded to a bucket of rows). After turn t the host decodes each active row's new segment and:
+an episode, padded to a bucket of rows). After turn t the host decodes each active row's new
+segment and:
   - no tool call                -> the segment is the final answer; the episode ends;
   - malformed call              -> `env.execute` records it; the episode ends (the env scores it
                                    with its configured malformed reward);

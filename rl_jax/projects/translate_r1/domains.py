@@ -1,4 +1,5 @@
-"""The base language and the five task domains of the Translate-R1 cipher world (SPEC §1(c)).
+"""The base language and the five task domains of the Translate-R1 cipher world
+(docs/translate_r1.md).
 
 The base language ("en") is a tiny English-like language: `BASE_WORDS` (66 words, the number
 words "zero".."nine" among them) plus digit tokens "0".."max_number" and four punctuation tokens.
@@ -7,7 +8,7 @@ word-level tokenizer sees exactly the units the ciphers permute.
 
 Five templated domains. Quantities in the question are number *words* (enciphered like any other
 word); every answer is a non-negative integer written in *digits* (never enciphered), so an
-item's answer is preserved by construction in every language (SPEC §1(c)):
+item's answer is preserved by construction in every language (docs/translate_r1.md):
 
   arithmetic   "tom has four apples . he gets three more . how many apples now ?"        -> "7"
   lookup       "red is seven , sun is two , gold is three . what is sun ?"               -> "2"

@@ -1,5 +1,6 @@
 """Evaluation of Translate-R1 policies: per-tier reward, translate rate, normalised cost, the
-cost-sensitivity sweep (Pareto share, cost-to-match), and the loop's eval hook (SPEC §1(a) 8).
+cost-sensitivity sweep (Pareto share, cost-to-match), and the loop's eval hook
+(docs/translate_r1.md).
 
 Groups of languages ("tiers" in the tables): base, high, low, xlow (the trained tiers),
 unseen (synthetic ciphers, 0 exposure) and heldout (zero-shot ciphers, 0 exposure).
@@ -133,7 +134,8 @@ def mean_or_nan(values) -> float:
 
 
 def summarize(records: Sequence[Mapping[str, Any]], always_cost: float) -> dict[str, Any]:
-  """Per-group reward / translate rate / cost and the tier-balanced (R, C) of SPEC §1(a) 8."""
+  """Per-group reward / translate rate / cost and the tier-balanced (R, C)
+  (docs/translate_r1.md)."""
   if not always_cost > 0:
     raise ValueError(f"summarize: always-translate cost must be > 0, got {always_cost}")
   out: dict[str, Any] = {}

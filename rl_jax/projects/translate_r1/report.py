@@ -192,7 +192,8 @@ def write_report(workdir: str, *, alpha_max: float | None = None, n_alpha: int =
                  plot_pareto: bool = True, title: str = "Translate-R1 cipher world"
                  ) -> dict[str, Any]:
   """results.json, report.md and (plot_pareto) pareto.png of one run. alpha_max: top of the
-  Pareto sweep; None = the largest trained lambda (SPEC §1(a) 8: the sweep covers the trained
+  Pareto sweep; None = the largest trained lambda (docs/translate_r1.md: the sweep covers the
+  trained
   range); the share over [0, 1] is reported as well."""
   run = load_run(workdir)
   records, families, lams = run["records"], run["families"], run["lams"]

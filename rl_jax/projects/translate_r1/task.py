@@ -1,4 +1,4 @@
-"""The Translate-R1 task on the cipher-language world (SPEC of seed S1; docs/translate_r1.md).
+"""The Translate-R1 task on the cipher-language world (seed S1; docs/translate_r1.md).
 
 Registered as task "translate_r1_cipher". What each stage of the one loop reads from it:
   pretrain: `pretrain_batch`, next-token loss on the mixed-cipher corpus

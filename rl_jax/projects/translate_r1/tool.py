@@ -1,4 +1,4 @@
-"""The translate tool of the cipher world and its cost accounting (SPEC §1(a) steps 2-3, §11.3).
+"""The translate tool of the cipher world and its cost accounting (docs/translate_r1.md).
 
 `TranslateToolEnv` is one `rl_jax.tools.ToolEnv` (the generic protocol, ledger and rollout loop
 live in `rl_jax.tools` and `rl_jax.sampling.tool_loop`), with its own call syntax,
@@ -20,16 +20,17 @@ spaces; a span is `ToolCall.arguments["span"]`, absent for the whole prompt):
     model:        <tool_call> translate </tool_call>              translate the whole prompt
                   <tool_call> translate w1 w2 ... </tool_call>    translate that span of the prompt
     environment:  <tool_response> english text </tool_response>
-    answer:       <answer> 42 </answer>                           (`rl_jax.projects.translate_r1.world`)
+    answer:       <answer> 42 </answer>             (`rl_jax.projects.translate_r1.world`)
 
 Text before "<tool_call>" is allowed (free reasoning). Malformed calls -- a stray close tag, an
 unclosed tag, an empty or unknown tool name, a span not found in the prompt, text after the close
-tag, a model-written "<tool_response>", or a call beyond `max_calls` -- become `MalformedCall(reason)`
+tag, a model-written "<tool_response>", or a call beyond `max_calls` -- become
+`MalformedCall(reason)`
 and never raise: `execute` records them in the ledger and the episode scores `malformed_reward`.
 The env writes the response tags itself (SFT demonstrations use `ToolResult.text` as is), so the
 syntax's `format_response` returns the text unchanged.
 
-Cost of a successful call (configurable, SPEC §1(c)):
+Cost of a successful call (configurable, docs/translate_r1.md):
     per_call:   unit_cost
     per_token:  token_cost * count_tokens(translated text)    (default count: whitespace words)
 """
@@ -167,7 +168,7 @@ def is_correct(answer_text: str, item: Item) -> bool:
 
 def score_episode(answer_text: str, item: Item, ledger: EpisodeLedger, *,
                   malformed_reward: float = 0.0) -> EpisodeScore:
-  """Base reward r_i = 1[correct] (SPEC §1(a) step 3); `malformed_reward` if any call was
+  """Base reward r_i = 1[correct] (docs/translate_r1.md); `malformed_reward` if any call was
   malformed. The cost is reported, not subtracted: the gate charges it (`gated_gspo`)."""
   malformed = ledger.n_malformed > 0
   correct = (not malformed) and is_correct(answer_text, item)
@@ -200,7 +201,8 @@ class TranslateToolEnv:
     return self.cfg.token_cost * self.count_tokens(translated_text)
 
   def full_translation_cost(self, item: Item) -> float:
-    """Cost of one whole-prompt translation: the always-translate normaliser of SPEC §1(a) 8."""
+    """Cost of one whole-prompt translation: the always-translate
+    normaliser (docs/translate_r1.md)."""
     src = self.translator.translate([item.text], item.lang, self.cfg.target_lang)[0]
     return self.call_cost(src)
 

@@ -1,4 +1,5 @@
-"""Cipher-language world for Translate-R1 (SPEC §1(c)): seeded word-level bijective ciphers.
+"""Cipher-language world for Translate-R1 (docs/translate_r1.md):
+seeded word-level bijective ciphers.
 
 The base language "en" (see `cipher_domains`) is enciphered word by word into pseudo-languages:
 
@@ -22,7 +23,7 @@ through another. Numbers and punctuation pass through unchanged: every answer is
 answers are preserved by construction. Word order is kept (a word-level bijection).
 
 `decode` is the oracle translator. `AnswerPreservationCheck` implements the two data-pipeline checks
-of SPEC §1(a) step 1: protected number spans unchanged, and a round trip (back-translate, then
+of docs/translate_r1.md: protected number spans unchanged, and a round trip (back-translate, then
 solve with a `Teacher`-like solver) that must reproduce the answer.
 """
 from __future__ import annotations
@@ -143,7 +144,7 @@ def _cipher_words(rng: np.random.Generator, n: int, taken: set[str]) -> list[str
 
 
 class CipherWorld:
-  """Seeded, deterministic world of cipher languages and templated items (SPEC §1(c))."""
+  """Seeded, deterministic world of cipher languages and templated items (docs/translate_r1.md)."""
 
   def __init__(self, seed: int = 0, cfg: WorldCfg = WorldCfg()):
     self.seed = seed
@@ -215,7 +216,7 @@ class CipherWorld:
     """`n` items over `domains` (default all five) and `langs` (default the split "train").
 
     stratify=True cycles through every (tier, domain) cell of the requested languages in a fresh
-    random order per cycle, so any n cells-long block is evenly stratified (SPEC §1(c) RL stage);
+    random order per cycle, so any n cells-long block is evenly stratified (docs/translate_r1.md);
     the language is then uniform within the tier. stratify=False draws language and domain
     uniformly and independently.
     """
@@ -295,7 +296,7 @@ NUMBER_SPAN = r"(?<![\w])\d+(?![\w])"
 
 @dataclasses.dataclass(frozen=True)
 class AnswerPreservationCheck:
-  """Does a translation keep an item's answer? (SPEC §1(a) step 1, §1(d).)
+  """Does a translation keep an item's answer? (docs/translate_r1.md.)
 
   Two checks, both must pass:
     1. span-mask equality: the ordered list of protected spans (`span_pattern`, default whole

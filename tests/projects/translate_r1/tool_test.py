@@ -1,4 +1,5 @@
-"""Tests of the translate tool: call parsing, execution, cost accounting, malformed calls, scoring."""
+"""Tests of the translate tool: call parsing, execution, cost accounting, malformed calls,
+scoring."""
 import pytest
 
 from rl_jax import tools as generic
