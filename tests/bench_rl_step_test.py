@@ -4,28 +4,11 @@ No timing assertions: only that the script executes, prints one well-formed row 
 the printed numbers are the returned ones (the ratio checked unrounded), and that the old and
 the new RL step sample the same first rollout (so the benchmark compares equal work).
 """
-import importlib.util
-import pathlib
-import sys
-
 import pytest
 
-_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "bench" / "rl_step.py"
 
-
-def _load_bench():
-  # bench/ is not a package; register the module before executing it (dataclasses needs it).
-  name = "bench_rl_step_under_test"
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-  return sys.modules[name]
-
-
-def test_quick_run_prints_table(capsys):
-  result = _load_bench().main(["--quick"])
+def test_quick_run_prints_table(load_bench, capsys):
+  result = load_bench("rl_step").main(["--quick"])
   out = capsys.readouterr().out
   lines = [l for l in out.splitlines() if l.startswith("|")]
   assert lines[0] == "| part | old s/step | new s/step | new/old |"
@@ -52,6 +35,6 @@ def test_quick_run_prints_table(capsys):
 
 
 @pytest.mark.parametrize("flag", ["--steps", "--prompts", "--group"])
-def test_rejects_non_positive_sizes(flag):
+def test_rejects_non_positive_sizes(load_bench, flag):
   with pytest.raises(SystemExit):
-    _load_bench().main(["--quick", flag, "0"])
+    load_bench("rl_step").main(["--quick", flag, "0"])

@@ -1,26 +1,11 @@
 """bench/sampler_filter.py runs at `--quick` size: a well-formed table, and the skipped filter
 draws the same tokens as the always-on one (so the two compare equal work). No timing asserts."""
-import importlib.util
-import pathlib
-import sys
 
 import pytest
 
-_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "bench" / "sampler_filter.py"
 
-
-def _load_bench():
-  name = "bench_sampler_filter_under_test"
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-  return sys.modules[name]
-
-
-def test_quick_run_prints_table(capsys):
-  rows = _load_bench().main(["--quick"])
+def test_quick_run_prints_table(load_bench, capsys):
+  rows = load_bench("sampler_filter").main(["--quick"])
   lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("|")]
   assert lines[0] == ("| batch | vocab | top_p | sample_token ms | always-filter ms | speedup "
                       "| agree |")

@@ -10,3 +10,41 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+import importlib.util  # noqa: E402
+import pathlib  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def load_config():
+  """`load_config(name, arg="runlocal")`: configs/<name>.py's get_config(arg) as a plain dict."""
+  def load(name: str, arg: str | None = "runlocal") -> dict:
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO))  # config files import `configs.common`
+    try:
+      spec.loader.exec_module(module)
+    finally:
+      sys.path.remove(str(REPO))
+    return module.get_config(arg).to_dict()
+  return load
+
+
+@pytest.fixture
+def load_bench():
+  """`load_bench(name)`: the module bench/<name>.py (bench/ is not a package; the module is
+  registered in sys.modules before it runs, which dataclasses needs)."""
+  def load(name: str):
+    key = f"bench_{name}_under_test"
+    if key not in sys.modules:
+      spec = importlib.util.spec_from_file_location(key, REPO / "bench" / f"{name}.py")
+      module = importlib.util.module_from_spec(spec)
+      sys.modules[key] = module
+      spec.loader.exec_module(module)
+    return sys.modules[key]
+  return load

@@ -1,26 +1,13 @@
 """Experiment schema: strict sections, sweep expansion, the stage plan's config errors."""
-import os
-import sys
 
 import pytest
 
 from rl_jax import experiment
 from rl_jax.experiment import RLSection
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _quickstart() -> dict:
-  sys.path.insert(0, REPO)
-  try:
-    from configs import quickstart  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.remove(REPO)
-  return quickstart.get_config("runlocal").to_dict()
-
-
-def test_unknown_top_level_section_lists_the_valid_sections():
-  c = _quickstart()
+def test_unknown_top_level_section_lists_the_valid_sections(load_config):
+  c = load_config("quickstart")
   c["rlhf"] = {"steps": 3}
   with pytest.raises(ValueError, match=r"unknown config section 'rlhf'; valid sections: \[") as e:
     experiment.from_config_dict(c)
@@ -66,8 +53,8 @@ def test_sweep_of_a_missing_field_is_an_error():
     experiment.sweep_variants(RLSection(sweep={"temperature": ()}))
 
 
-def test_sweep_values_are_checked_at_config_time():
-  c = _quickstart()
+def test_sweep_values_are_checked_at_config_time(load_config):
+  c = load_config("quickstart")
   c["rl"]["sweep"] = {"advantage": {"normalise": ("std", "none")}}  # misspelt part kwarg
   with pytest.raises(ValueError, match=r"unknown config key\(s\) .*advantage\.\['normalise'\] "
                                        r"for advantage 'group'"):
@@ -77,8 +64,8 @@ def test_sweep_values_are_checked_at_config_time():
     experiment.from_config_dict(c)
 
 
-def test_unknown_stage_kind_is_an_error():
-  c = _quickstart()
+def test_unknown_stage_kind_is_an_error(load_config):
+  c = load_config("quickstart")
   c["stages"] = ("sft", "rlhf")
   with pytest.raises(ValueError, match=r"config stages must name each of .* at most once, got "
                                        r"\('sft', 'rlhf'\)"):

@@ -1,7 +1,5 @@
 """The stage plan (order, start params, sweeps, reserved and missing stages) and the SFT stage's
 epoch order."""
-import os
-import sys
 import types
 import zlib
 
@@ -13,28 +11,17 @@ from rl_jax.data.encoding import encode_examples
 from rl_jax.stages import supervised
 from rl_jax.tokenizers import load_tokenizer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _quickstart() -> dict:
-  sys.path.insert(0, REPO)
-  try:
-    from configs import quickstart  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.remove(REPO)
-  return quickstart.get_config("runlocal").to_dict()
-
-
-def test_preference_stage_is_reserved():
-  c = _quickstart()
+def test_preference_stage_is_reserved(load_config):
+  c = load_config("quickstart")
   c["stages"] = ("sft", "rl", "preference")
   with pytest.raises(ValueError, match=r"'preference' stage kind is reserved and not "
                                        r"implemented yet"):
     experiment.from_config_dict(c)
 
 
-def test_start_from_a_missing_stage_is_an_error():
-  c = _quickstart()
+def test_start_from_a_missing_stage_is_an_error(load_config):
+  c = load_config("quickstart")
   c["rl"]["start_from"] = "pretrain"  # pretrain has 0 steps: it does not run
   with pytest.raises(ValueError, match=r"config rl\.start_from='pretrain' names no earlier "
                                        r"stage that trains; stages before it: \['sft'\]"):
@@ -46,8 +33,8 @@ def test_start_from_a_missing_stage_is_an_error():
     experiment.from_config_dict(c)
 
 
-def test_plan_orders_stages_and_sweeps_start_from_the_same_params():
-  c = _quickstart()
+def test_plan_orders_stages_and_sweeps_start_from_the_same_params(load_config):
+  c = load_config("quickstart")
   c["pretrain"] = {"steps": 0}
   c["rl"]["sweep"] = {"learning_rate": (1e-4, 2e-4)}
   specs = stages.plan(experiment.from_config_dict(c))

@@ -40,7 +40,7 @@ import json
 from typing import Any, Mapping
 
 from rl_jax.tools.episode import MalformedCall, ToolCall
-from rl_jax.tools.syntax import register_syntax
+from rl_jax.tools.syntax import TaggedCallSyntax, register_syntax
 
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
@@ -91,7 +91,7 @@ def _call_from_object(obj: Any, raw: str) -> ToolCall | MalformedCall:
 
 
 @dataclasses.dataclass(frozen=True)
-class JsonCallSyntax:
+class JsonCallSyntax(TaggedCallSyntax):
   """Qwen3 / Hermes `<tool_call>{json}</tool_call>` calls (module docstring).
 
   response_mode: "plain" or "chat" (how `format_response` wraps a tool's text).
@@ -113,25 +113,7 @@ class JsonCallSyntax:
     answer) even with a tokenizer whose EOS is another token."""
     return (CALL_CLOSE,) if self.response_mode == "plain" else (CALL_CLOSE, IM_END)
 
-  def parse(self, text: str) -> ToolCall | MalformedCall | None:
-    if RESPONSE_OPEN in text or RESPONSE_CLOSE in text:
-      return MalformedCall(f"the model wrote a {RESPONSE_OPEN} tag")
-    start = text.find(CALL_OPEN)
-    if start < 0:
-      return MalformedCall(f"{CALL_CLOSE} without {CALL_OPEN}") if CALL_CLOSE in text else None
-    if CALL_CLOSE in text[:start]:
-      return MalformedCall(f"{CALL_CLOSE} without {CALL_OPEN}")
-    end = text.find(CALL_CLOSE, start)
-    if end < 0:
-      return MalformedCall(f"unclosed {CALL_OPEN}")
-    body = text[start + len(CALL_OPEN):end]
-    if CALL_OPEN in body:
-      return MalformedCall(f"nested {CALL_OPEN}")
-    rest = text[end + len(CALL_CLOSE):]
-    if CALL_OPEN in rest:
-      return MalformedCall(f"more than one {CALL_OPEN} in a turn (one call per turn)")
-    if rest.strip():
-      return MalformedCall(f"text after {CALL_CLOSE}")
+  def parse_body(self, body: str, raw: str) -> ToolCall | MalformedCall:
     if len(body) > self.max_body_chars:
       return MalformedCall(f"call body of {len(body)} characters exceeds the cap of "
                            f"{self.max_body_chars} (JsonCallSyntax.max_body_chars)")
@@ -139,7 +121,7 @@ class JsonCallSyntax:
       obj = _decode(body)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and _JsonError are ValueErrors
       return MalformedCall(f"invalid JSON in the call: {str(e)[:200]}")
-    return _call_from_object(obj, text[start:end + len(CALL_CLOSE)])
+    return _call_from_object(obj, raw)
 
   def format_call(self, name: str, arguments: Mapping[str, Any]) -> str:
     """Exactly Qwen3's template: `tojson` there is json.dumps(ensure_ascii=False)."""

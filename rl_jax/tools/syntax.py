@@ -34,6 +34,53 @@ class CallSyntax(Protocol):
     ...
 
 
+def tagged_call(text: str, *, call_open: str, call_close: str, response_open: str,
+                response_close: str) -> tuple[str, str] | MalformedCall | None:
+  """The envelope every tag-delimited syntax shares: (body, raw call text) of the one call in a
+  policy segment, None if the segment holds no call, or `MalformedCall` for a model-written
+  response tag, a stray or missing close tag, a nested call, a second call or text after the
+  call. Text before the open tag is allowed (reasoning)."""
+  if response_open in text or response_close in text:
+    return MalformedCall(f"the model wrote a {response_open} tag")
+  start = text.find(call_open)
+  if start < 0:
+    return MalformedCall(f"{call_close} without {call_open}") if call_close in text else None
+  if call_close in text[:start]:
+    return MalformedCall(f"{call_close} without {call_open}")
+  end = text.find(call_close, start)
+  if end < 0:
+    return MalformedCall(f"unclosed {call_open}")
+  body = text[start + len(call_open):end]
+  if call_open in body:
+    return MalformedCall(f"nested {call_open}")
+  rest = text[end + len(call_close):]
+  if call_open in rest:
+    return MalformedCall(f"more than one {call_open} in a turn (one call per turn)")
+  if rest.strip():
+    return MalformedCall(f"text after {call_close}")
+  return body, text[start:end + len(call_close)]
+
+
+class TaggedCallSyntax:
+  """Base of tag-delimited syntaxes: `parse` finds the call's envelope (`tagged_call`, with the
+  subclass's `CALL_OPEN` / `CALL_CLOSE` / `RESPONSE_OPEN` / `RESPONSE_CLOSE` tags) and hands
+  the body to `parse_body(body, raw)`, the one thing a syntax of this kind defines."""
+  CALL_OPEN = "<tool_call>"
+  CALL_CLOSE = "</tool_call>"
+  RESPONSE_OPEN = "<tool_response>"
+  RESPONSE_CLOSE = "</tool_response>"
+
+  def parse(self, text: str) -> ToolCall | MalformedCall | None:
+    found = tagged_call(text, call_open=self.CALL_OPEN, call_close=self.CALL_CLOSE,
+                        response_open=self.RESPONSE_OPEN, response_close=self.RESPONSE_CLOSE)
+    if found is None or isinstance(found, MalformedCall):
+      return found
+    return self.parse_body(*found)
+
+  def parse_body(self, body: str, raw: str) -> ToolCall | MalformedCall:
+    raise NotImplementedError
+
+
 _REGISTRY: dict[str, Callable[..., CallSyntax]] = {}
 
 

@@ -306,3 +306,59 @@ def test_row_bucket_runs_later_turns_on_the_calling_rows_only(out, monkeypatch):
   np.testing.assert_allclose(tf * mask, np.asarray(ro.logp_policy_BxL), atol=1e-5)
   with pytest.raises(ValueError, match="row_bucket"):
     dataclasses.replace(LOOP, row_bucket=-1)
+
+
+# Four tool responses with the real sampler; the env calls on every turn until the item's call
+# count, and the third reply is cut to R = 4 tokens.
+TOOL_REPLIES = [[5, 6, 7], [8], [5, 6, 7, 8, 9, 10], [11, 12]]  # the third is cut to R = 4
+
+
+class CountingEnv:
+  """Item n: the policy's first n segments are calls (whatever they say), then it answers. No
+  `syntax`: the loop uses the configured stop ids and the response texts as they are."""
+
+  def new_episode(self, item):
+    return Episode(item)
+
+  def parse_call(self, text, episode=None):
+    if episode is None or episode.ledger.n_calls >= episode.item:
+      return None
+    return ToolCall("reply", {"text": text})
+
+  def execute(self, call, episode):
+    if isinstance(call, MalformedCall):
+      result = ToolResult("", 0.0, call)
+    else:
+      ids = TOOL_REPLIES[episode.ledger.n_calls]
+      result = ToolResult(" ".join(f"w{i}" for i in ids), 1.0)
+    episode.ledger.record(call, result)
+    return result
+
+
+def test_real_sampler_logp_over_four_tool_responses():
+  loop = tool_loop.ToolLoopCfg(prompt_len=6, turn_tokens=4, tool_tokens=4, max_calls=4,
+                               stop_ids=(1, 2, 3), pad_id=0)
+  items = [4, 2]
+  out = tool_loop.tool_rollout(PARAMS, items, ["w11 w12 w13", "w20 w21"], CountingEnv(),
+                               IdTokenizer(), jax.random.key(3), SampleKnobs.create(1.0),
+                               model_cfg=CFG, cfg=loop, group_size=2)
+  ro = out.rollout
+  assert ro.tokens_BxL.shape == (4, 6 + 5 * 4 + 4 * 4)
+  tokens, valid = np.asarray(ro.tokens_BxL), np.asarray(ro.valid_BxL)
+  mask = np.asarray(ro.loss_mask_BxL)
+  for r in range(4):
+    n_calls = items[r // 2]
+    assert out.episodes[r].ledger.n_calls == n_calls and len(out.segments[r]) == n_calls + 1
+    replies = [ids[:4] for ids in TOOL_REPLIES[:n_calls]]
+    resp_valid = valid[r, 6:]
+    resp, resp_mask = tokens[r, 6:][resp_valid], mask[r, 6:][resp_valid]
+    assert resp_valid[:len(resp)].all()  # contiguous after the prompt
+    np.testing.assert_array_equal(resp[resp_mask == 0], np.concatenate(replies))
+    # Policy and tool runs alternate: n_calls tool runs, each after >= 1 policy token, and the
+    # answer turn after the last one.
+    starts = np.flatnonzero(np.diff(np.concatenate([[1.0], resp_mask])) == -1)
+    assert len(starts) == n_calls and starts[0] > 0 and resp_mask[-1] == 1
+  np.testing.assert_array_equal(out.truncated_responses_B, [1, 1, 0, 0])
+  assert out.episodes[0].ledger.entries[2].truncated
+  tf = np.asarray(logprobs.token_logprobs(PARAMS, ro.tokens_BxL, ro.valid_BxL, cfg=CFG))
+  np.testing.assert_allclose(tf * mask, np.asarray(ro.logp_policy_BxL), atol=1e-5)

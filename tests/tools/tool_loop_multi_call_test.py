@@ -1,18 +1,14 @@
 """`tool_rollout` with up to 4 calls per episode: exact layouts from scripted policy turns over a
-`FunctionToolEnv` (JSON syntax, plain and chat responses), and the real sampler's log-probs
-over 4 interleaved tool responses with a tiny random model."""
+`FunctionToolEnv` (JSON syntax, plain and chat responses). The real sampler over 4 tool
+responses: tests/sampling/tool_loop_test.py."""
 import types
 
 import jax
 import numpy as np
 import pytest
 
-from rl_jax import logprobs
-from rl_jax.models import qwen3
-from rl_jax.models.config import get_model_config
 from rl_jax.sampling import tool_loop
-from rl_jax.tools import (Episode, FunctionToolEnv, MalformedCall, Tool, ToolCall, ToolResult,
-                          answer_text, episode_extras, get_syntax)
+from rl_jax.tools import FunctionToolEnv, Tool, answer_text, episode_extras, get_syntax
 from rl_jax.types import SampleKnobs
 
 SPECIALS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<|im_start|>",
@@ -197,76 +193,3 @@ def test_a_stop_string_that_is_not_one_token_is_a_clear_error():
     tool_loop.turn_stop_ids((EOS,), syntax, TOK)
   assert tool_loop.turn_stop_ids((EOS, 3), get_syntax("json"), TOK) == (EOS, 3)
   assert tool_loop.turn_stop_ids((EOS,), None, TOK) == (EOS,)
-
-
-# Real sampler: a tiny random model; the env calls on every turn until the item's call count.
-V = 40
-CFG = get_model_config("tiny", vocab_size=V, num_layers=1, hidden_size=32, num_heads=2,
-                       num_kv_heads=1, head_dim=16, intermediate_size=64, max_seq_len=64)
-PARAMS = qwen3.init_params(CFG, jax.random.key(0))
-TOOL_REPLIES = [[5, 6, 7], [8], [5, 6, 7, 8, 9, 10], [11, 12]]  # the third is cut to R = 4
-
-
-class IdTokenizer:
-  """Text "w3 w17" <-> ids [3, 17]; pad 0, EOS 1."""
-  vocab_size, pad_id, eos_id, bos_id, special_ids = V, 0, 1, None, {}
-
-  def encode(self, text):
-    return [int(w[1:]) for w in text.split()]
-
-  def decode(self, ids, keep_specials=False):
-    return " ".join(f"w{i}" for i in ids if i not in (0, 1))
-
-  def token_id(self, piece):
-    return int(piece[1:])
-
-
-class CountingEnv:
-  """Item n: the policy's first n segments are calls (whatever they say), then it answers. No
-  `syntax`: the loop uses the configured stop ids and the response texts as they are."""
-
-  def new_episode(self, item):
-    return Episode(item)
-
-  def parse_call(self, text, episode=None):
-    if episode is None or episode.ledger.n_calls >= episode.item:
-      return None
-    return ToolCall("reply", {"text": text})
-
-  def execute(self, call, episode):
-    if isinstance(call, MalformedCall):
-      result = ToolResult("", 0.0, call)
-    else:
-      ids = TOOL_REPLIES[episode.ledger.n_calls]
-      result = ToolResult(" ".join(f"w{i}" for i in ids), 1.0)
-    episode.ledger.record(call, result)
-    return result
-
-
-def test_real_sampler_logp_over_four_tool_responses():
-  loop = tool_loop.ToolLoopCfg(prompt_len=6, turn_tokens=4, tool_tokens=4, max_calls=4,
-                               stop_ids=(1, 2, 3), pad_id=0)
-  items = [4, 2]
-  out = tool_loop.tool_rollout(PARAMS, items, ["w11 w12 w13", "w20 w21"], CountingEnv(),
-                               IdTokenizer(), jax.random.key(3), SampleKnobs.create(1.0),
-                               model_cfg=CFG, cfg=loop, group_size=2)
-  ro = out.rollout
-  assert ro.tokens_BxL.shape == (4, 6 + 5 * 4 + 4 * 4)
-  tokens, valid = np.asarray(ro.tokens_BxL), np.asarray(ro.valid_BxL)
-  mask = np.asarray(ro.loss_mask_BxL)
-  for r in range(4):
-    n_calls = items[r // 2]
-    assert out.episodes[r].ledger.n_calls == n_calls and len(out.segments[r]) == n_calls + 1
-    replies = [ids[:4] for ids in TOOL_REPLIES[:n_calls]]
-    resp_valid = valid[r, 6:]
-    resp, resp_mask = tokens[r, 6:][resp_valid], mask[r, 6:][resp_valid]
-    assert resp_valid[:len(resp)].all()  # contiguous after the prompt
-    np.testing.assert_array_equal(resp[resp_mask == 0], np.concatenate(replies))
-    # Policy and tool runs alternate: n_calls tool runs, each after >= 1 policy token, and the
-    # answer turn after the last one.
-    starts = np.flatnonzero(np.diff(np.concatenate([[1.0], resp_mask])) == -1)
-    assert len(starts) == n_calls and starts[0] > 0 and resp_mask[-1] == 1
-  np.testing.assert_array_equal(out.truncated_responses_B, [1, 1, 0, 0])
-  assert out.episodes[0].ledger.entries[2].truncated
-  tf = np.asarray(logprobs.token_logprobs(PARAMS, ro.tokens_BxL, ro.valid_BxL, cfg=CFG))
-  np.testing.assert_allclose(tf * mask, np.asarray(ro.logp_policy_BxL), atol=1e-5)

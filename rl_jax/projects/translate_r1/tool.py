@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 from rl_jax.projects.translate_r1 import domains as cipher_domains
 from rl_jax.projects.translate_r1.world import BASE_LANG, CipherWorld, Item, extract_answer
 from rl_jax.tools.episode import Episode, EpisodeLedger, MalformedCall, ToolCall, ToolResult
-from rl_jax.tools.syntax import register_syntax
+from rl_jax.tools.syntax import TaggedCallSyntax, register_syntax
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -60,7 +60,7 @@ def call_span(call: ToolCall) -> str | None:
 
 @register_syntax("cipher_translate")
 @dataclasses.dataclass(frozen=True)
-class TranslateCallSyntax:
+class TranslateCallSyntax(TaggedCallSyntax):
   """`<tool_call> name [w1 w2 ...] </tool_call>`: the first word is the tool, the rest the span.
 
   Purely syntactic (any name parses; the env rejects unknown tools). `format_response` is the
@@ -68,27 +68,12 @@ class TranslateCallSyntax:
   result."""
   stop_strings: tuple[str, ...] = (TOOL_CALL_CLOSE,)
 
-  def parse(self, text: str) -> ToolCall | MalformedCall | None:
-    if TOOL_RESPONSE_OPEN in text or TOOL_RESPONSE_CLOSE in text:
-      return MalformedCall(f"the model wrote a {TOOL_RESPONSE_OPEN} tag")
-    start = text.find(TOOL_CALL_OPEN)
-    if start < 0:
-      if TOOL_CALL_CLOSE in text:
-        return MalformedCall(f"{TOOL_CALL_CLOSE} without {TOOL_CALL_OPEN}")
-      return None
-    end = text.find(TOOL_CALL_CLOSE, start)
-    if end < 0:
-      return MalformedCall(f"unclosed {TOOL_CALL_OPEN}")
-    body = text[start + len(TOOL_CALL_OPEN):end]
-    if TOOL_CALL_OPEN in body:
-      return MalformedCall(f"nested {TOOL_CALL_OPEN}")
-    if text[end + len(TOOL_CALL_CLOSE):].strip():
-      return MalformedCall(f"text after {TOOL_CALL_CLOSE}")
+  def parse_body(self, body: str, raw: str) -> ToolCall | MalformedCall:
     words = body.split()
     if not words:
       return MalformedCall("empty tool call")
     arguments = {"span": " ".join(words[1:])} if len(words) > 1 else {}
-    return ToolCall(words[0], arguments, raw=text[start:end + len(TOOL_CALL_CLOSE)])
+    return ToolCall(words[0], arguments, raw=raw)
 
   def format_call(self, name: str, arguments: Mapping[str, Any]) -> str:
     span = arguments.get("span")
