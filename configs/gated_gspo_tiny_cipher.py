@@ -3,15 +3,15 @@
 
 Full reproduction (one command, < 30 min on 2 CPU cores for seed 0):
 
-  python -m rl_jax.main --config=configs/gated_gspo_tiny_cipher.py --workdir=/tmp/translate_r1
+  python -m rl_jax.main --config=configs/gated_gspo_tiny_cipher.py --workdir=runs/translate_r1
 
 Seed table over several runs (and each run's report.md / results.json / pareto.png):
 
-  python -m rl_jax.projects.translate_r1.report /tmp/translate_r1 /tmp/translate_r1_seed1 ...
+  python -m rl_jax.projects.translate_r1.report runs/translate_r1 runs/translate_r1_seed1 ...
 
 Shrunk pipeline check (what tests/projects/translate_r1 runs):
 
-  python -m rl_jax.main --config=configs/gated_gspo_tiny_cipher.py:runlocal --workdir=/tmp/tr1
+  python -m rl_jax.main --config=configs/gated_gspo_tiny_cipher.py:runlocal --workdir=runs/tr1
 
 Override anything on the command line, e.g. `--config.seed=1 --config.rl.steps=20`. RL trains
 one policy per combination of `rl.sweep` (gate x lambda), each from the SFT policy; gate

@@ -199,7 +199,7 @@ class MeshSection:
 class Experiment:
   """seed: run seed (all keys and prompt draws derive from it).
   imports: modules imported before the config is checked, so their parts register (e.g.
-    "rl_jax.projects.translate_r1").
+    "rl_jax.projects.<name>").
   tokenizer: bundled name or path (a task may bring its own tokenizer instead).
   task: {"name": registered task, **kwargs} (`rl_jax.tasks`).
   prompt_len / max_new_tokens: slot layout P and N (N per policy turn in tool rollouts).

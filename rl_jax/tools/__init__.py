@@ -7,8 +7,8 @@
 - `function_env`: `FunctionToolEnv`, a `ToolEnv` over Python functions.
 - `scoring`: per-row `tool/*` arrays from the ledgers, and the answer segment.
 
-The rollout loop over any `ToolEnv` is `rl_jax.sampling.tool_loop`; the cipher translate tool
-(`rl_jax.projects.translate_r1.tool`) is one such env with its own syntax.
+The rollout loop over any `ToolEnv` is `rl_jax.sampling.tool_loop`; a project may bring its own
+env and register its own call syntax.
 """
 from rl_jax.tools.episode import (Episode, EpisodeLedger, LedgerEntry, MalformedCall, ToolCall,
                                   ToolEnv, ToolResult)

@@ -6,9 +6,11 @@ through `format_response`, and SFT demonstrations write calls with `format_call`
 data, rollouts and parsing agree by construction.
 
 Registered here on import of `rl_jax.tools`: "json" and "json_chat" (`rl_jax.tools.json_syntax`).
-`rl_jax.projects.translate_r1.tool` registers "cipher_translate" when it is imported.
+A project registers its own syntax when its module is imported.
 """
 from __future__ import annotations
+
+import abc
 
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
@@ -61,7 +63,7 @@ def tagged_call(text: str, *, call_open: str, call_close: str, response_open: st
   return body, text[start:end + len(call_close)]
 
 
-class TaggedCallSyntax:
+class TaggedCallSyntax(abc.ABC):
   """Base of tag-delimited syntaxes: `parse` finds the call's envelope (`tagged_call`, with the
   subclass's `CALL_OPEN` / `CALL_CLOSE` / `RESPONSE_OPEN` / `RESPONSE_CLOSE` tags) and hands
   the body to `parse_body(body, raw)`, the one thing a syntax of this kind defines."""
@@ -77,8 +79,9 @@ class TaggedCallSyntax:
       return found
     return self.parse_body(*found)
 
+  @abc.abstractmethod
   def parse_body(self, body: str, raw: str) -> ToolCall | MalformedCall:
-    raise NotImplementedError
+    """The call in the text between the tags; `raw` is the whole tagged call."""
 
 
 _REGISTRY: dict[str, Callable[..., CallSyntax]] = {}
