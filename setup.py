@@ -40,5 +40,6 @@ setuptools.setup(
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
         "hf": ["transformers>=4.51", "torch"],
+        "tb": ["tensorboard>=2.15"],  # the viewer for the events every run writes
     },
 )

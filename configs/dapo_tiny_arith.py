@@ -4,7 +4,7 @@
 
 `:runlocal` shrinks it for CI.
 """
-from configs import common
+from rl_jax import config_defaults as common
 
 
 def get_config(arg=None):

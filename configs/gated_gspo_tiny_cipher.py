@@ -23,6 +23,8 @@ rl_jax/algorithms/advantage_parts.py (the gate).
 """
 from ml_collections import config_dict
 
+from rl_jax import config_defaults
+
 
 def get_config(arg=None):
   c = config_dict.ConfigDict()
@@ -125,4 +127,4 @@ def get_config(arg=None):
   elif arg:
     raise ValueError(f"configs/gated_gspo_tiny_cipher.py: unknown config argument {arg!r}; "
                      "expected none or 'runlocal'")
-  return c
+  return config_defaults.overridable(c)

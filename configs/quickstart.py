@@ -6,7 +6,7 @@ Prints held-out greedy accuracy after SFT and after RL, and the RL training rewa
 `--config=configs/quickstart.py:runlocal` shrinks it to seconds (what the CI test runs).
 Any field can be overridden: `--config.rl.steps=60 --config.rl.learning_rate=1e-4`.
 """
-from configs import common
+from rl_jax import config_defaults as common
 
 
 def get_config(arg=None):

@@ -31,9 +31,11 @@ Flags (environment fallback in brackets; nothing has a built-in default value):
   --python BIN             interpreter on the workers (default python3)
   --config FILE            config file, relative to the repo root
   --workdir DIR            output directory; use gs://... on multi-worker slices (shared)
-  --dry-run                print the commands instead of running them
+  --dry-run                print the commands instead of running them; also honoured after
+                           "--" (--dry-run or --dry_run there is taken as this flag, with a
+                           note on stderr, and not passed to rl_jax.main)
   -h, --help               this message
-Everything after "--" is passed to rl_jax.main.
+Everything else after "--" is passed to rl_jax.main.
 EOF
 }
 
@@ -59,12 +61,25 @@ while [[ $# -gt 0 ]]; do
     --python) python_bin="${2:-}"; shift 2 ;;
     --config) config="${2:-}"; shift 2 ;;
     --workdir) workdir="${2:-}"; shift 2 ;;
-    --dry-run) dry_run=1; shift ;;
+    --dry-run|--dry_run) dry_run=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; overrides=("$@"); break ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
+# A --dry-run among the overrides would otherwise create a slice and start a paid run (rl_jax.main
+# would only check its config there), so anywhere on the command line it means this dry run.
+kept=()
+for o in "${overrides[@]+"${overrides[@]}"}"; do
+  if [[ "$o" == --dry-run || "$o" == --dry_run ]]; then
+    dry_run=1
+    echo "tpu_pod.sh: note: '$o' after '--' is taken as this launcher's --dry-run" \
+         "(commands printed, nothing created or run) and is not passed to rl_jax.main" >&2
+  else
+    kept+=("$o")
+  fi
+done
+overrides=("${kept[@]+"${kept[@]}"}")
 
 [[ -n "$tpu" ]] || die "--tpu (or TPU_NAME) is required"
 [[ -n "$project" ]] || die "--project (or CLOUDSDK_CORE_PROJECT) is required"

@@ -35,11 +35,17 @@ class ModelSection:
   """name: a `rl_jax.models.config.MODEL_CONFIGS` key ("tiny", "qwen3_4b", ...).
   hf_checkpoint: folder of a Hugging Face Qwen3 checkpoint (safetensors) to load; empty = random
     init (the tiny model then starts from scratch and is warm-started by SFT).
-  overrides: ModelConfig fields to replace (e.g. {"num_layers": 2, "dtype": "bfloat16"}); the
-    vocabulary size always comes from the tokenizer."""
+  overrides: ModelConfig fields to replace (e.g. {"num_layers": 2, "dtype": "bfloat16"}); a
+    None value means "not overridden" (config files list every field as a None placeholder so
+    `--config.model.overrides.KEY=value` works for any KEY); the vocabulary size always comes
+    from the tokenizer."""
   name: str = "tiny"
   hf_checkpoint: str = ""
   overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    object.__setattr__(self, "overrides",
+                       {k: v for k, v in dict(self.overrides).items() if v is not None})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,6 +293,13 @@ def check(exp: Experiment) -> None:
   if unknown:
     raise ValueError(f"unknown config key(s) model.overrides.{sorted(unknown)}; valid ModelConfig "
                      f"fields: {sorted(model_fields)}")
+  for kind in exp.stages:
+    section = getattr(exp, kind, None)
+    lr = getattr(section, "learning_rate", None)
+    if lr is not None and section.steps > 0 and not lr > 0:
+      raise ValueError(f"config {kind}.learning_rate is {lr!r} but the {kind} stage trains for "
+                       f"{section.steps} steps: it would change nothing; set a positive "
+                       f"learning rate, or {kind}.steps=0 to skip the stage")
   bad = [s for s in exp.stages if s not in STAGE_KINDS]
   if bad or len(set(exp.stages)) != len(exp.stages):
     raise ValueError(f"config stages must name each of {STAGE_KINDS} at most once, got "

@@ -45,11 +45,12 @@ class _Run:
     self.summary: dict[str, Any] = {"eval": {}}
     self.writer: metrics_lib.MetricWriter | None = None
     self.use_ckpt = ctx.exp.checkpoint.every > 0
-    # Records of metrics.jsonl when the current stage started (what a resume of it cuts to).
-    self.records_at_start: int | None = 0 if self.use_ckpt else None
+    # Records of metrics.jsonl when the current stage started (what a resume of it cuts to; a
+    # run without checkpoints starts over, and so do its metrics).
+    self.records_at_start: int = 0
     self.reward_trace: dict[str, list[float]] = {}
 
-  def ensure_writer(self, keep_records: int | None) -> metrics_lib.MetricWriter:
+  def ensure_writer(self, keep_records: int) -> metrics_lib.MetricWriter:
     if self.writer is None:
       self.writer = metrics_lib.MetricWriter(self.ctx.workdir, enabled=self.ctx.is_chief,
                                              keep_records=keep_records)
@@ -133,14 +134,25 @@ class StageIO:
     finally:
       self.ckpt.close()
 
+  def resume_note(self) -> str:
+    """What a rerun of the same command resumes from, for the message of a failed run."""
+    if not self.run.use_ckpt:
+      return ("checkpointing is off (checkpoint.every=0): a rerun starts over; set "
+              "--config.checkpoint.every=N to keep progress")
+    steps = self.ckpt.all_steps()  # committed or in flight: call after `ckpt.wait()`
+    if not steps:
+      return (f"stage {self.spec.name!r} saved no checkpoint yet: a rerun of the same command "
+              "restarts it (finished stages are restored)")
+    return (f"last checkpoint of stage {self.spec.name!r}: step {steps[-1]} in "
+            f"{self.ckpt.directory}; a rerun of the same command resumes from it")
+
 
 def eval_key(ctx: RunContext, stage: str, step: int) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(ctx.key, stage_id("eval:" + stage)), step)
 
 
-def write_config(ctx: RunContext, specs) -> None:
-  """config.json: the effective config (preset placeholders resolved) and the stage plan."""
-  exp = ctx.exp
+def effective_config(exp: experiment_lib.Experiment, specs) -> dict[str, Any]:
+  """The effective config (preset placeholders resolved) and the stage plan, as JSON values."""
   resolved = experiment_lib.to_json_dict(exp)
   resolved["rl"] = experiment_lib.to_json_dict(rl_stage.resolve(exp.rl, exp.max_new_tokens))
   resolved["stage_plan"] = [
@@ -149,8 +161,13 @@ def write_config(ctx: RunContext, specs) -> None:
        "section": experiment_lib.to_json_dict(
            rl_stage.resolve(s.section, exp.max_new_tokens) if s.kind == "rl" else s.section)}
       for s in specs]
+  return resolved
+
+
+def write_config(ctx: RunContext, specs) -> None:
+  """config.json in the workdir: `effective_config`."""
   with open(os.path.join(ctx.workdir, "config.json"), "w", encoding="utf-8") as f:
-    json.dump(resolved, f, indent=1)
+    json.dump(effective_config(ctx.exp, specs), f, indent=1)
 
 
 def _stage_end_eval(run: _Run, spec, params) -> None:
@@ -172,7 +189,8 @@ def _stage_end_eval(run: _Run, spec, params) -> None:
 def run(exp: experiment_lib.Experiment, workdir: str, *, show_progress: bool = True
         ) -> dict[str, Any]:
   """Runs every stage of `exp`; returns the summary (also in workdir/summary.json) with
-  `final_params` (the last stage's params, on the mesh; not written to the file)."""
+  `final_params` (the last stage's params, on the mesh) and `model_config` (their
+  `ModelConfig`), which are not written to the file."""
   os.makedirs(workdir, exist_ok=True)
   ctx = build_context(exp, workdir, show_progress=show_progress)
   specs = stages_lib.plan(exp)
@@ -194,9 +212,15 @@ def run(exp: experiment_lib.Experiment, workdir: str, *, show_progress: bool = T
       params = stages_lib.STAGES.get(spec.kind)(ctx, spec, start, io)
       if exp.eval.at_stage_end and spec.name not in run_state.summary["eval"]:
         _stage_end_eval(run_state, spec, params)
+    except Exception as e:
+      try:
+        io.ckpt.wait()  # first: the note names what the finished save left
+      finally:
+        e.add_note(io.resume_note())
+      raise
     finally:
       io.close()
-    if run_state.use_ckpt and run_state.writer is not None:
+    if run_state.writer is not None:
       run_state.records_at_start = run_state.writer.num_records
     if spec.name in needed:
       params_of[spec.name] = params
@@ -207,6 +231,7 @@ def run(exp: experiment_lib.Experiment, workdir: str, *, show_progress: bool = T
     report = dict(exp.report)
     REPORTS.get(report.pop("name"))(workdir, **report)
   summary["final_params"] = params
+  summary["model_config"] = ctx.model_cfg
   return summary
 
 

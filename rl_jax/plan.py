@@ -1,6 +1,13 @@
 """Per-device memory planner: will this model, batch and mesh fit, before allocating anything?
 
     python -m rl_jax.plan --model qwen3_4b --topology v5e-16 --mesh 4x4 --batch 64 --seq-len 2048
+    python -m rl_jax.plan --write-docs docs/scaling.md     # regenerate the documented outputs
+
+Exit status: 0 when the plan fits in the --topology's HBM per device (or no --topology is given),
+1 when it does not (a one-line reason on stderr), 2 for a usage error; so a launch script can run
+it as a gate. The output depends on the arguments only (no device is queried), which keeps the
+documented outputs machine-independent; `--write-docs` / `--check-docs` re-run them (see
+`update_docs`).
 
 Parameter, gradient, optimizer-state and KV-cache bytes are exact: shapes come from
 `jax.eval_shape` (model init, `optax` init, cache init) and every leaf counts its per-device shard,
@@ -36,6 +43,7 @@ import argparse
 import functools
 import math
 import re
+import shlex
 import sys
 from typing import Any, Mapping
 
@@ -96,6 +104,7 @@ def resolve_mesh(mesh: str | None, num_devices: int | None) -> dict[str, int]:
 
 
 def _shard_factor(spec, mesh_shape: Mapping[str, int]) -> int:
+  """How many ways `spec` splits a leaf: the product of the mesh axes it names."""
   axes = [a for e in spec for a in (e if isinstance(e, tuple) else (e,)) if a is not None]
   return math.prod(mesh_shape[a] for a in axes)
 
@@ -112,6 +121,7 @@ def device_bytes(shapes, specs, mesh_shape: Mapping[str, int]) -> int:
 
 
 def _activations(cfg: ModelConfig, b: int, t: int, tp: int, remat: str) -> int:
+  """Activation bytes saved for the backward pass (the module docstring's formula)."""
   a = jnp.dtype(cfg.dtype).itemsize
   q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
   d, f = cfg.hidden_size, cfg.intermediate_size
@@ -180,6 +190,7 @@ def plan(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, s
 
 
 def format_plan(p: Mapping[str, Any], header: str = "") -> str:
+  """The table `python -m rl_jax.plan` prints for a `plan()` result, under `header`."""
   def row(name, value):
     gib = "" if value is None else f"{value / GIB:10.3f}"
     num = "-" if value is None else f"{value:,}"
@@ -204,9 +215,12 @@ def format_plan(p: Mapping[str, Any], header: str = "") -> str:
   return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m rl_jax.plan", description=__doc__.split("\n")[0])
-  parser.add_argument("--model", required=True, choices=sorted(MODEL_CONFIGS))
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="python -m rl_jax.plan", description=__doc__.split("\n")[0],
+      epilog="Exit status: 0 fits (or no --topology to check against), 1 does not fit in the "
+             "topology's HBM (reason on stderr) or --check-docs found stale blocks, 2 usage error.")
+  parser.add_argument("--model", choices=sorted(MODEL_CONFIGS), help="required unless --*-docs")
   parser.add_argument("--topology", help="v4-N | v5p-N | v5e-N | v6e-N | NxH100 | NxH200 | NxA100")
   parser.add_argument("--mesh", help="'DxFxT', 'FxT' or 'F' (-1 fills); default: all fsdp")
   parser.add_argument("--batch", type=int, default=32, help="training rows per step (global)")
@@ -218,17 +232,32 @@ def main(argv=None) -> int:
   parser.add_argument("--remat", default="full", choices=REMAT)
   parser.add_argument("--logprob", default="fused", choices=LOGPROB)
   parser.add_argument("--reference", action="store_true", help="count a frozen KL reference copy")
-  args = parser.parse_args(argv)
-  try:
-    devices, hbm = parse_topology(args.topology) if args.topology else (None, None)
-    mesh_shape = resolve_mesh(args.mesh, devices)
-    cfg = get_model_config(args.model)
-    p = plan(cfg, mesh_shape, batch=args.batch, seq_len=args.seq_len,
-             micro_batch=args.micro_batch, rollout_batch=args.rollout_batch,
-             optimizer=args.optimizer, param_dtype=args.param_dtype, remat=args.remat,
-             logprob=args.logprob, reference=args.reference, hbm_bytes=hbm)
-  except ValueError as e:
-    parser.error(str(e))
+  docs = parser.add_mutually_exclusive_group()
+  docs.add_argument("--write-docs", metavar="MD", help="re-run every `$ python -m rl_jax.plan ...` "
+                    "block of this markdown file and rewrite its output in place")
+  docs.add_argument("--check-docs", metavar="MD", help="like --write-docs, but only report stale "
+                    "blocks (exit 1) and write nothing")
+  return parser
+
+
+def run(argv) -> tuple[str, dict[str, Any], str | None]:
+  """Planner command-line arguments (no --*-docs) -> (printed table, plan dict, topology).
+
+  Raises `ValueError` for arguments the planner rejects (argparse errors still exit with 2).
+  The output depends on the arguments only, never on the machine it runs on: no device is queried.
+  """
+  args = _parser().parse_args(argv)
+  if args.write_docs or args.check_docs:
+    raise ValueError("--write-docs / --check-docs cannot be combined with a planner command")
+  if args.model is None:
+    raise ValueError("--model is required")
+  devices, hbm = parse_topology(args.topology) if args.topology else (None, None)
+  mesh_shape = resolve_mesh(args.mesh, devices)
+  cfg = get_model_config(args.model)
+  p = plan(cfg, mesh_shape, batch=args.batch, seq_len=args.seq_len,
+           micro_batch=args.micro_batch, rollout_batch=args.rollout_batch,
+           optimizer=args.optimizer, param_dtype=args.param_dtype, remat=args.remat,
+           logprob=args.logprob, reference=args.reference, hbm_bytes=hbm)
   dtype = args.param_dtype or cfg.param_dtype
   header = (f"model={args.model} ({cfg.num_params():,} params, {dtype})  "
             f"mesh={p['mesh']} ({p['num_devices']} devices"
@@ -236,7 +265,93 @@ def main(argv=None) -> int:
             f"batch={args.batch} micro_batch={args.micro_batch or args.batch} "
             f"rows/device={p['rows_per_device']} seq_len={args.seq_len} "
             f"optimizer={args.optimizer} remat={args.remat} logprob={args.logprob}")
-  print(format_plan(p, header))
+  return format_plan(p, header), p, args.topology
+
+
+# ---- Runnable docs: fenced blocks whose first line is `$ python -m rl_jax.plan ...` (a trailing
+# backslash continues the command) hold that command's exact stdout below the command lines.
+DOC_PROMPT = "$ python -m rl_jax.plan"
+
+
+def doc_blocks(text: str) -> list[tuple[int, int, list[str]]]:
+  """Planner blocks of a markdown text: (first output line, closing-fence line, argv), 0-based."""
+  lines, blocks, i = text.split("\n"), [], 0
+  while i < len(lines):
+    if not lines[i].lstrip().startswith("```"):
+      i += 1
+      continue
+    end = next((j for j in range(i + 1, len(lines)) if lines[j].lstrip().startswith("```")), None)
+    if end is None:
+      raise ValueError(f"line {i + 1}: code fence is never closed")
+    if i + 1 < end and lines[i + 1].startswith(DOC_PROMPT + " "):
+      j, cmd = i + 1, lines[i + 1][2:]
+      while cmd.endswith("\\") and j + 1 < end:
+        j += 1
+        cmd = cmd[:-1] + " " + lines[j].strip()
+      if cmd.endswith("\\"):
+        raise ValueError(f"line {j + 1}: command continues past its code block")
+      blocks.append((j + 1, end, shlex.split(cmd)[3:]))
+    i = end + 1
+  return blocks
+
+
+def update_docs(text: str, source: str = "<markdown>") -> tuple[str, list[str]]:
+  """Re-run every planner block of `text` -> (regenerated text, commands whose output changed)."""
+  lines, stale = text.split("\n"), []
+  blocks = doc_blocks(text)
+  if not blocks:
+    raise ValueError(f"{source}: no code block starts with {DOC_PROMPT!r}")
+  for start, end, argv in reversed(blocks):
+    command = "python -m rl_jax.plan " + shlex.join(argv)
+    try:
+      out = run(argv)[0].split("\n")
+    except ValueError as e:
+      raise ValueError(f"{source}:{start}: `{command}`: {e}") from None
+    except SystemExit:  # argparse has printed the usage error
+      raise ValueError(f"{source}:{start}: `{command}`: bad arguments (usage above)") from None
+    if lines[start:end] != out:
+      stale.append(command)
+      lines[start:end] = out
+  return "\n".join(lines), stale[::-1]
+
+
+def main(argv=None) -> int:
+  """CLI entry point; returns the exit status (see the parser's epilog)."""
+  parser = _parser()
+  args = parser.parse_args(argv)
+  path = args.write_docs or args.check_docs
+  if path:
+    defaults = vars(parser.parse_args([]))
+    extra = [k for k, v in vars(args).items() if k not in ("write_docs", "check_docs")
+             and v != defaults[k]]
+    if extra:
+      parser.error(f"--write-docs / --check-docs run the commands written in {path}; drop "
+                   + ", ".join("--" + k.replace("_", "-") for k in extra))
+    try:
+      with open(path, encoding="utf-8") as f:
+        new, stale = update_docs(f.read(), path)
+    except (OSError, ValueError) as e:
+      parser.error(str(e))
+    for command in stale:
+      print(f"{'rewrote' if args.write_docs else 'stale'}: {command}", file=sys.stderr)
+    if args.write_docs and stale:
+      with open(path, "w", encoding="utf-8") as f:
+        f.write(new)
+    if args.check_docs and stale:
+      print(f"{path}: {len(stale)} stale planner block(s); regenerate with "
+            f"`python -m rl_jax.plan --write-docs {path}`", file=sys.stderr)
+      return 1
+    return 0
+  try:
+    text, p, topology = run(argv)
+  except ValueError as e:
+    parser.error(str(e))
+  print(text)
+  if p["fits"] is False:
+    print(f"{parser.prog}: does not fit: needs {p['total'] / GIB:.3f} GiB per device, {topology} "
+          f"has {p['hbm'] / GIB:.3f} GiB ({(p['total'] - p['hbm']) / GIB:.3f} GiB over)",
+          file=sys.stderr)
+    return 1
   return 0
 
 

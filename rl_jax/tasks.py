@@ -84,9 +84,15 @@ def arithmetic_task(*, num_operands: int = 3, num_digits: int = 2, train_size: i
 
 
 @TASKS.register("gsm8k")
-def gsm8k_task(*, train_size: int = 0, eval_size: int = 0, seed: int = 0, **_) -> TaskData:
-  """GSM8K in the chat format; sizes 0 mean the whole split."""
-  train, test = gsm8k.load_gsm8k("train"), gsm8k.load_gsm8k("test")
+def gsm8k_task(*, train_size: int = 0, eval_size: int = 0, path: str = "", eval_path: str = "",
+               seed: int = 0, **_) -> TaskData:
+  """GSM8K in the chat format; sizes 0 mean the whole split.
+
+  path / eval_path: JSONL files in GSM8K's format (`{"question", "answer": "... #### x"}` per
+  line) to train / evaluate on instead of the bundled splits ("" = bundled); relative paths are
+  read from the working directory."""
+  train = gsm8k.load_gsm8k("train", path=path or None)
+  test = gsm8k.load_gsm8k("test", path=eval_path or None)
   rng = np.random.default_rng(seed)
   if train_size:
     train = [train[i] for i in rng.permutation(len(train))[:train_size]]

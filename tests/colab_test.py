@@ -68,7 +68,7 @@ def test_setup_cell_imports_a_package_installed_in_the_running_kernel(name):
       "import sys",
       "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]",
       setup[0].split("import jax")[0],  # the device listing is not what is tested
-      "import rl_jax.plan, configs.common",
+      "import rl_jax.plan, rl_jax.config_defaults",
       "print('imported')",
   ])
   out = subprocess.run([sys.executable, "-c", script], cwd=COLAB, capture_output=True,

@@ -26,11 +26,7 @@ def load_config():
   def load(name: str, arg: str | None = "runlocal") -> dict:
     spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(REPO))  # config files import `configs.common`
-    try:
-      spec.loader.exec_module(module)
-    finally:
-      sys.path.remove(str(REPO))
+    spec.loader.exec_module(module)  # config files import only the installed package
     return module.get_config(arg).to_dict()
   return load
 

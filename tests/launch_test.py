@@ -1,9 +1,13 @@
-"""Launchers: dry runs print the right per-worker commands; missing flags fail clearly."""
+"""Launchers: dry runs print the right per-worker commands; missing flags fail clearly;
+local_multiprocess.sh reports the first failure and leaves no process behind."""
 import os
 import pathlib
 import re
 import shlex
+import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -29,10 +33,14 @@ def _trap_cluster_tools(tmp_path, monkeypatch):
   assert not calls.exists(), calls.read_text()
 
 
-def _run(script, *args, env=None):
+def _env(env=None):
   clean = {k: v for k, v in os.environ.items() if k not in _FALLBACK_VARS}
   clean.update(env or {})
-  return subprocess.run(["bash", str(LAUNCH / script), *args], env=clean, text=True,
+  return clean
+
+
+def _run(script, *args, env=None):
+  return subprocess.run(["bash", str(LAUNCH / script), *args], env=_env(env), text=True,
                         capture_output=True, timeout=30)
 
 
@@ -67,6 +75,150 @@ def test_local_multiprocess_errors():
   assert _run("local_multiprocess.sh", "--help").stdout.startswith("Usage:")
 
 
+# A stand-in interpreter: records its pid (which the launcher must print) in
+# $FAKE_PID_DIR/<process id>, then sleeps 60 s as that same pid, except process $FAKE_FAIL_ID,
+# which fails with exit code 3 after 1 s.
+_FAKE_PYTHON = """#!/usr/bin/env bash
+echo "$$" > "$FAKE_PID_DIR/$RL_JAX_PROCESS_ID"
+echo "fake process $RL_JAX_PROCESS_ID: $*"
+if [[ "$RL_JAX_PROCESS_ID" == "${FAKE_FAIL_ID:-}" ]]; then sleep 1; echo "boom"; exit 3; fi
+exec sleep 60
+"""
+
+
+def _alive(pid):
+  """Whether `pid` still runs (a zombie waiting for init to reap it counts as dead)."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  try:
+    return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+  except (FileNotFoundError, IndexError):
+    return not pathlib.Path("/proc/self").exists()
+
+
+def _wait_until(predicate, timeout=5.0):
+  deadline = time.monotonic() + timeout
+  while not predicate():
+    if time.monotonic() > deadline:
+      return False
+    time.sleep(0.02)
+  return True
+
+
+class _Launcher:
+  """local_multiprocess.sh with the fake interpreter; kills whatever is left when done."""
+
+  def __init__(self, tmp_path, num_processes, fail_id=""):
+    self.tmp_path = tmp_path
+    self.num_processes = num_processes
+    self.pid_dir = tmp_path / "pids"
+    self.pid_dir.mkdir()
+    python = tmp_path / "fake_python"
+    python.write_text(_FAKE_PYTHON)
+    python.chmod(0o755)
+    self.out, self.err = tmp_path / "launcher.out", tmp_path / "launcher.err"
+    cmd = ["bash", str(LAUNCH / "local_multiprocess.sh"), "--num-processes", str(num_processes),
+           "--python", str(python), "--config", "configs/c.py", "--workdir",
+           str(tmp_path / "run"), "--stop-timeout", "5", "--", "--config.seed=7"]
+    env = _env({"FAKE_PID_DIR": str(self.pid_dir), "FAKE_FAIL_ID": fail_id})
+    with open(self.out, "w") as out, open(self.err, "w") as err:  # files: no pipe to fill up
+      # SIGINT at its default even if this test run was started with it ignored.
+      self.proc = subprocess.Popen(
+          cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    self.start = time.monotonic()
+
+  def pids(self):
+    """The recorded pid of every process, once all have started (empty list if they did not)."""
+    def recorded():
+      files = [self.pid_dir / str(i) for i in range(self.num_processes)]
+      return all(f.exists() and f.read_text().strip() for f in files)
+    if not _wait_until(recorded):
+      return []
+    return [int((self.pid_dir / str(i)).read_text()) for i in range(self.num_processes)]
+
+  def output(self):
+    return self.out.read_text(), self.err.read_text()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    if self.proc.poll() is None:
+      self.proc.kill()
+      self.proc.wait()
+    for f in self.pid_dir.iterdir():
+      try:
+        os.kill(int(f.read_text()), signal.SIGKILL)
+      except (ValueError, ProcessLookupError):
+        pass
+
+
+def _assert_started_lines(out, pids, tmp_path):
+  """The launcher printed each process's pid: the pid the process itself recorded."""
+  for i, pid in enumerate(pids):
+    assert f"started process {i} (pid {pid}), log: {tmp_path}/run/logs/process_{i}.log" in out, out
+
+
+def test_local_multiprocess_first_failure_stops_the_others(tmp_path):
+  with _Launcher(tmp_path, 3, fail_id="1") as launcher:
+    pids = launcher.pids()
+    assert len(pids) == 3, launcher.output()
+    code = launcher.proc.wait(timeout=10)
+    elapsed = time.monotonic() - launcher.start
+    out, err = launcher.output()
+    assert code == 3, (out, err)  # the failing process's exit code
+    assert elapsed < 8, (elapsed, out, err)  # not the 60 s the others would sleep
+    _assert_started_lines(out, pids, tmp_path)
+    log = tmp_path / "run" / "logs" / "process_1.log"
+    assert f"process 1 (pid {pids[1]}) failed with exit code 3; log: {log}" in err, err
+    assert "boom" in err  # the end of its log
+    assert "fake process 1: -m rl_jax.main --config=configs/c.py" in log.read_text()
+    # The launcher exits only once it has reaped every process: none may be left at all.
+    assert [pid for pid in pids if _alive(pid)] == [], (out, err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_local_multiprocess_forwards_signals(tmp_path, sig):
+  with _Launcher(tmp_path, 2) as launcher:
+    pids = launcher.pids()
+    assert len(pids) == 2, launcher.output()
+    assert launcher.proc.poll() is None and all(_alive(pid) for pid in pids)
+    launcher.proc.send_signal(sig)
+    code = launcher.proc.wait(timeout=8)
+    out, err = launcher.output()
+    assert code == 128 + sig, (out, err)
+    assert f"got {sig.name}, forwarding it" in err, err
+    _assert_started_lines(out, pids, tmp_path)
+    assert _wait_until(lambda: not any(_alive(pid) for pid in pids)), (pids, out, err)
+
+
+@pytest.mark.skipif(subprocess.run("setpriv --pdeathsig TERM true", shell=True,
+                                   capture_output=True).returncode != 0,
+                    reason="needs setpriv --pdeathsig (util-linux, Linux)")
+def test_local_multiprocess_sigkilled_launcher_leaves_no_process(tmp_path):
+  with _Launcher(tmp_path, 2) as launcher:
+    pids = launcher.pids()
+    assert len(pids) == 2, launcher.output()
+    launcher.proc.kill()  # no trap can run: the kernel's parent-death signal stops them
+    launcher.proc.wait(timeout=5)
+    assert _wait_until(lambda: not any(_alive(pid) for pid in pids)), (pids, launcher.output())
+
+
+def test_local_multiprocess_success(tmp_path):
+  python = tmp_path / "ok_python"
+  python.write_text("#!/usr/bin/env bash\necho \"ok $RL_JAX_PROCESS_ID $*\"\n")
+  python.chmod(0o755)
+  r = _run("local_multiprocess.sh", "--num-processes", "2", "--python", str(python),
+           "--config", "c.py", "--workdir", str(tmp_path / "run"))
+  assert r.returncode == 0, r.stderr
+  assert "all 2 processes finished" in r.stdout
+  assert (tmp_path / "run" / "logs" / "process_1.log").read_text() == (
+      "ok 1 -m rl_jax.main --config=c.py --workdir=" + str(tmp_path / "run") + "\n")
+
+
 _TPU_ARGS = ("--tpu", "slice-a", "--project", "proj-1", "--zone", "zone-1",
              "--accelerator-type", "v5litepod-16", "--runtime-version", "rt-1",
              "--repo", "https://git.example/r.git", "--config", "configs/c.py",
@@ -90,6 +242,46 @@ def test_tpu_pod_dry_run():
     assert {"slice-a", "--project=proj-1", "--zone=zone-1", "--worker=all"} <= set(cmd)
   assert "git clone https://git.example/r.git rl_jax" in ssh[0][-1]
   assert "rl_jax.main --config=configs/c.py" in ssh[1][-1] and "tee" in ssh[1][-1]
+
+
+def _gcloud_that_records(tmp_path):
+  """A gcloud first on PATH that appends its argv to a file and succeeds, except `describe`: the
+  slice does not exist, so a run that is not dry would go on to `create` it."""
+  bin_dir = tmp_path / "recording_bin"
+  bin_dir.mkdir()
+  calls = tmp_path / "gcloud_argv"
+  (bin_dir / "gcloud").write_text(
+      f'#!/bin/sh\necho "$*" >> \'{calls}\'\ncase "$*" in *" describe "*) exit 1 ;; esac\n'
+      "exit 0\n")
+  (bin_dir / "gcloud").chmod(0o755)
+  return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, calls
+
+
+def test_tpu_pod_recording_gcloud_sees_a_real_run(tmp_path):
+  """Without --dry-run the stand-in is called (describe, then create): the test below means it."""
+  env, calls = _gcloud_that_records(tmp_path)
+  r = _run("tpu_pod.sh", *_TPU_ARGS, "--skip-setup", "--", "--config.seed=7", env=env)
+  assert r.returncode == 0, r.stderr
+  argv = calls.read_text().splitlines()
+  assert [a.split()[3] for a in argv] == ["describe", "create", "ssh"], argv
+
+
+@pytest.mark.parametrize("overrides", [("--dry-run", "--config.seed=7"),
+                                       ("--config.seed=7", "--dry_run")])
+def test_tpu_pod_dry_run_after_double_dash(tmp_path, overrides):
+  env, calls = _gcloud_that_records(tmp_path)
+  r = _run("tpu_pod.sh", *_TPU_ARGS, "--", *overrides, env=env)
+  assert r.returncode == 0, r.stderr
+  assert not calls.exists(), calls.read_text()  # no gcloud call at all: nothing created
+  flag = next(o for o in overrides if "dry" in o)
+  assert f"'{flag}' after '--' is taken as this launcher's --dry-run" in r.stderr
+  workers = _tagged(r.stdout, "worker")
+  assert len(workers) == 4
+  for line in workers:  # the flag is not passed on to rl_jax.main
+    assert line.endswith("python3 -m rl_jax.main --config=configs/c.py --workdir=gs://bucket/run "
+                         "--config.seed=7")
+  assert "dry" not in r.stdout  # nor to the printed gcloud commands
+  assert "create slice-a" in r.stdout  # what it would have run, printed
 
 
 def test_tpu_pod_env_fallbacks_and_src_copy(tmp_path):

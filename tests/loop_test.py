@@ -16,7 +16,7 @@ from rl_jax.rewards import scorers
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Ported separately (tests/recipes) with the Translate-R1 project.
-_SKIP = {"__init__", "common", "gated_gspo_tiny_cipher"}
+_SKIP = {"__init__", "gated_gspo_tiny_cipher"}
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py") if p.stem not in _SKIP)
 
 
@@ -64,6 +64,9 @@ def test_runlocal_configs_run_end_to_end(name, tmp_path):
   for key in ("reward/mean", "loss/total", "clip/frac_low", "entropy", "grad/norm",
               "rollout/len_mean"):
     assert all(np.isfinite(r[key]) for r in rl), key
+  # The CI shrink exercises the numbers: some RL step has a learning signal and a gradient.
+  assert any(r["adv/abs_mean"] > 0 and r["adv/nonzero_frac"] > 0 and r["grad/norm"] > 1e-3
+             for r in rl), [(r["adv/abs_mean"], r["grad/norm"]) for r in rl]
   if exp.sft.steps:
     sft = [r for r in records if r["stage"] == "sft"]
     assert [r["step"] for r in sft] == list(range(exp.sft.steps))
@@ -169,6 +172,8 @@ def test_nan_reward_stops_naming_step_and_stage_and_the_checkpoint_resumes(tmp_p
   with pytest.raises(ValueError, match=r"test scorer: reward of row 1 is nan") as e:
     _run(c, tmp_path)
   assert "(at step 2 of stage 'rl')" in e.value.__notes__
+  assert any(n.startswith("last checkpoint of stage 'rl': step 2 in ") and
+             n.endswith("a rerun of the same command resumes from it") for n in e.value.__notes__)
   ckpt = tmp_path / "checkpoints" / "rl"
   assert sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) == [1, 2]
   assert (ckpt / "2" / "commit_success.txt").exists()  # the in-flight save was finished
@@ -229,3 +234,32 @@ def test_sweep_trains_each_variant_from_the_same_params(tmp_path):
       (names[1], "sft", {"learning_rate": 1e-2})]
   for n in names:
     assert (tmp_path / "checkpoints" / n / "1").is_dir()
+
+
+def test_cli_failure_prints_one_error_and_names_the_last_checkpoint(tmp_path):
+  """A run stopped by a non-finite metric (default async saves) prints one traceback, names
+  the checkpoint it leaves, and a rerun says what it resumes from."""
+  args = [sys.executable, "-m", "rl_jax.main", "--config=configs/quickstart.py:runlocal",
+          f"--workdir={tmp_path}", "--config.checkpoint.every=1", "--config.rl.steps=2"]
+  out = subprocess.run(args + ["--config.sft.learning_rate=1e30",
+                               "--config.sft.max_grad_norm=1e30"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1
+  assert out.stderr.count("Traceback") == 1, out.stderr
+  assert "NonFiniteMetricError: metric 'grad/norm' is nan at step 1 of stage 'sft'" in out.stderr, \
+      out.stderr
+  assert (f"last checkpoint of stage 'sft': step 1 in {tmp_path}/checkpoints/sft; a rerun of "
+          "the same command resumes from it") in out.stderr, out.stderr
+  assert not list((tmp_path / "checkpoints" / "sft").glob("*tmp*"))
+  # (The checkpoint holds step 0's huge update, so this rerun diverges too: it only has to say
+  # what it resumes from. test_nan_reward_stops_... resumes to the end.)
+  out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert "[sft] resumed from its checkpoint at step 1" in out.stdout + out.stderr
+
+
+def test_checkpoint_with_a_smaller_vocabulary_than_the_tokenizer_is_refused(tmp_path):
+  c = _load("quickstart")
+  c.tokenizer = "gsm8k_unigram"  # 2,000 pieces; the bundled checkpoint has 24 rows
+  with pytest.raises(ValueError, match=r"model.hf_checkpoint='arith_tiny_sft' has vocab_size "
+                                       r"24 but the tokenizer has 2000 pieces"):
+    _run(c, tmp_path)

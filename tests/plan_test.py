@@ -1,4 +1,11 @@
-"""Memory planner: exact byte counts against hand computations from the published shapes."""
+"""Memory planner: exact byte counts against hand computations from the published shapes; exit
+status; the planner outputs printed in docs/scaling.md are current."""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
 import pytest
 from jax.sharding import PartitionSpec as P
 
@@ -8,6 +15,13 @@ from rl_jax.models.config import get_model_config
 
 # Qwen3-4B (HF config.json): V=151936, D=2560, L=36, H=32, K=8, Hd=128, F=9728, tied.
 V, D, L, H, K, HD, F = 151_936, 2560, 36, 32, 8, 128, 9728
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCALING_MD = REPO / "docs" / "scaling.md"
+REGENERATE = "python -m rl_jax.plan --write-docs docs/scaling.md"
+# docs/scaling.md's third block: Qwen3-4B without remat and fused log-probs needs 45.43 GiB.
+FITS = ["--model", "qwen3_4b", "--topology", "v5e-16", "--mesh", "4x4", "--batch", "64",
+        "--micro-batch", "16", "--seq-len", "2048"]
+DOES_NOT_FIT = FITS + ["--remat", "none", "--logprob", "naive"]
 
 
 def _plan(mesh, **kw):
@@ -93,3 +107,101 @@ def test_cli_prints_table(capsys):
   assert "device HBM" in out and "fits" in out
   with pytest.raises(SystemExit):
     planner.main(["--model", "qwen3_4b", "--topology", "tpu-16"])
+
+
+def _cli(*argv):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "rl_jax.plan", *argv], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_exit_status_is_0_when_it_fits_and_1_when_it_does_not():
+  fits = _cli(*FITS)
+  assert fits.returncode == 0, fits.stderr
+  assert fits.stdout.rstrip().endswith("\nfits")
+  assert "does not fit" not in fits.stderr
+  over = _cli(*DOES_NOT_FIT)
+  assert over.returncode == 1, over.stderr
+  assert over.stdout.rstrip().endswith("DOES NOT FIT")  # the table is still printed
+  reason = over.stderr.strip().splitlines()[-1]
+  assert reason == ("python -m rl_jax.plan: does not fit: needs 45.430 GiB per device, v5e-16 "
+                    "has 16.000 GiB (29.430 GiB over)")
+
+
+def test_exit_status_without_topology_and_on_usage_errors(capsys):
+  assert planner.main(["--model", "tiny", "--mesh", "2x2", "--batch", "4", "--seq-len", "32"]) == 0
+  usage_errors = ([], ["--model", "tiny", "--mesh", "-1"],
+                  ["--write-docs", "x.md", "--model", "tiny"])
+  for argv in usage_errors:
+    with pytest.raises(SystemExit) as e:
+      planner.main(argv)
+    assert e.value.code == 2
+  assert "drop --model" in capsys.readouterr().err
+
+
+def test_docs_scaling_planner_outputs_are_current():
+  lines = SCALING_MD.read_text().split("\n")
+  blocks = planner.doc_blocks("\n".join(lines))
+  assert len(blocks) >= 3
+  for start, end, argv in blocks:
+    text, _, _ = planner.run(argv)
+    assert lines[start:end] == text.split("\n"), (
+        f"docs/scaling.md:{start}: the output of `python -m rl_jax.plan {' '.join(argv)}` is "
+        f"stale; regenerate with `{REGENERATE}`")
+
+
+def test_docs_scaling_prose_quotes_the_blocks():
+  # x.xxx GiB figures in the prose of the planner section must be printed in one of its blocks.
+  section = SCALING_MD.read_text().split("## Memory planner")[1].split("\n## ")[0]
+  printed = {m for block in re.findall(r"```.*?```", section, flags=re.S)
+             for m in re.findall(r"-?\d+\.\d{3}$", block, flags=re.M)}
+  prose = re.sub(r"```.*?```", "", section, flags=re.S)
+  quoted = re.findall(r"(\d+\.\d{3}) GiB", prose)
+  assert quoted, "the planner section quotes no figures: update this test"
+  missing = [q for q in quoted if q not in printed]
+  assert not missing, f"docs/scaling.md quotes {missing} GiB, which no planner block prints"
+
+
+TINY = "--model tiny --mesh 2x2 --batch 4 --seq-len 32"
+MARKDOWN = """# Doc
+
+```
+$ python -m rl_jax.plan --model tiny --mesh 2x2 \\
+    --batch 4 --seq-len 32
+stale output
+```
+
+```
+$ launch/tpu_pod.sh --dry-run
+left alone
+```
+"""
+
+
+def test_update_docs_rewrites_only_planner_blocks():
+  new, stale = planner.update_docs(MARKDOWN)
+  assert stale == [f"python -m rl_jax.plan {TINY}"]
+  expected = planner.run(TINY.split())[0]
+  assert new == MARKDOWN.replace("stale output", expected)
+  assert "\\\n    --batch 4" in new  # the command lines are kept as written
+  assert planner.update_docs(new) == (new, [])
+
+
+def test_write_and_check_docs_cli(tmp_path, capsys):
+  md = tmp_path / "doc.md"
+  md.write_text(MARKDOWN)
+  assert planner.main(["--check-docs", str(md)]) == 1
+  assert md.read_text() == MARKDOWN  # --check-docs writes nothing
+  assert f"regenerate with `python -m rl_jax.plan --write-docs {md}`" in capsys.readouterr().err
+  assert planner.main(["--write-docs", str(md)]) == 0
+  assert planner.main(["--check-docs", str(md)]) == 0
+  assert "stale output" not in md.read_text()
+
+
+def test_docs_errors_name_the_place():
+  with pytest.raises(ValueError, match="line 1: code fence is never closed"):
+    planner.doc_blocks("```\n$ python -m rl_jax.plan --model tiny\n")
+  with pytest.raises(ValueError, match="no code block starts with"):
+    planner.update_docs("# nothing to run\n", "x.md")
+  with pytest.raises(ValueError, match=r"x.md:2: .*--mesh -1.*needs --topology"):
+    planner.update_docs("```\n$ python -m rl_jax.plan --model tiny --mesh -1\nold\n```\n", "x.md")

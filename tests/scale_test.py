@@ -31,11 +31,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 CONFIG = "configs/quickstart.py:runlocal"
 STEPS = 3
 SFT_STEPS = 5
-# runlocal plus: 5 SFT steps (enough to kill the SFT stage between its checkpoints), a held-out
-# eval after every RL step (eval/* metrics per step), and the DAPO soft overlong penalty. An
-# untrained model solves nothing, so without the penalty every reward, advantage and gradient
-# would be zero and the comparisons below would be vacuous; the penalty makes rewards differ by
-# response length.
+# runlocal (which starts from the bundled SFT checkpoint `arith_tiny_sft`, so rewards vary
+# within groups) plus: 5 SFT steps (enough to kill the SFT stage between its checkpoints), a
+# held-out eval after every RL step (eval/* metrics per step), and the DAPO soft overlong
+# penalty (rewards also differ by response length: the path of a length-shaped reward runs too).
 OVERRIDES = {"rl.steps": STEPS, "sft.steps": SFT_STEPS, "eval.every": 1,
              "rl.overlong_max_len": 10, "rl.overlong_cache_len": 8}
 TIMEOUT_S = 400  # generous: 2 shared cores; every run here normally takes 5-30 s
@@ -159,7 +158,9 @@ def _assert_records_close(got, want, atol):
       if isinstance(w[name], str):
         assert g[name] == w[name], name
       else:
-        np.testing.assert_allclose(g[name], w[name], rtol=0, atol=atol,
+        # rtol too: norms of the trained checkpoint's gradients are O(1-10), and a sharded
+        # float32 reduction sums in another order (observed: 2.6e-6 relative).
+        np.testing.assert_allclose(g[name], w[name], rtol=atol, atol=atol,
                                    err_msg=f"{name} at step {w['step']}")
 
 
@@ -228,10 +229,10 @@ def test_sharded_meshes_match_one_device(mesh, reference, fast_compile, tmp_path
                      str(tmp_path), show_progress=False)
   params = summary["final_params"]
   # Really sharded: per-device blocks of the weights follow the (fsdp, tensor) split of the rules.
-  q = params["layers"]["attn"]["q_proj"]["kernel"]  # [L=1, D=32, H*Hd=32], P(None, fsdp, tensor)
-  emb = params["embed"]["embedding"]                # [V=24, D=32], P(tensor, fsdp)
-  assert q.sharding.shard_shape(q.shape) == (1, 32 // fsdp, 32 // tensor)
-  assert emb.sharding.shard_shape(emb.shape) == (24 // tensor, 32 // fsdp)
+  q = params["layers"]["attn"]["q_proj"]["kernel"]  # [L=2, D=64, H*Hd=32], P(None, fsdp, tensor)
+  emb = params["embed"]["embedding"]                # [V=24, D=64], P(tensor, fsdp)
+  assert q.sharding.shard_shape(q.shape) == (2, 64 // fsdp, 32 // tensor)
+  assert emb.sharding.shard_shape(emb.shape) == (24 // tensor, 64 // fsdp)
   assert len(q.sharding.device_set) == 8
 
   ref = reference.wait()

@@ -9,6 +9,13 @@ the micro-batch was smaller than G).
 Advantages are computed outside the differentiated loss (docs/architecture.md): the loss
 only consumes them.
 
+Non-finite rewards (NaN, +-inf) are refused with a ValueError naming the row(s), because one of
+them silently turns its whole group's advantages into NaN (the group mean and std absorb it) and
+the update then trains on garbage. The check needs concrete values, so it only runs when the
+rewards are concrete arrays (numpy or a jax.Array outside a trace), as in the RL loop
+(`advantage_parts` passes host rewards). Under `jax.jit` / `vmap` / `grad` the rewards are
+tracers and nothing can be raised: a non-finite reward then yields NaN advantages, unchecked.
+
 References:
   GRPO, process supervision: Shao et al. 2024, DeepSeekMath, arXiv 2402.03300, §4.1.2-4.1.3.
   Dr. GRPO: Liu et al. 2025, "Understanding R1-Zero-like training", arXiv 2503.20783.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 NORMALIZE_MODES = ("std", "none")
 
@@ -46,6 +54,35 @@ def _check_rank(x: jax.Array, rank: int, name: str, where: str):
     raise ValueError(f"{name} must have rank {rank}, got shape {x.shape} (in {where})")
 
 
+_MAX_LISTED = 5  # non-finite entries spelled out in the error; the rest are counted
+
+
+def _check_finite(x: jax.Array, name: str, where: str, mask: jax.Array | None = None) -> None:
+  """Raises ValueError listing the non-finite entries of a concrete `x` (where `mask` is on).
+
+  A no-op for tracers (inside jit/vmap/grad the values do not exist yet, so there is nothing to
+  inspect and raising would break tracing); see the module docstring.
+  """
+  if isinstance(x, jax.core.Tracer) or isinstance(mask, jax.core.Tracer):
+    return
+  values = np.asarray(x)
+  bad = ~np.isfinite(values)
+  if mask is not None:
+    bad &= np.asarray(mask, bool)
+  if not bad.any():
+    return
+  positions = np.argwhere(bad)
+  axes = ("row", "step")
+  listed = ", ".join(
+      " ".join(f"{axis} {i}" for axis, i in zip(axes, pos)) + f" = {values[tuple(pos)]}"
+      for pos in positions[:_MAX_LISTED])
+  more = len(positions) - _MAX_LISTED
+  raise ValueError(
+      f"{name} must be finite, got non-finite value(s) at {listed}"
+      f"{f' (and {more} more)' if more > 0 else ''} (in {where}); a NaN or inf reward would make "
+      "its whole group's advantages NaN: fix the scorer or the reward's inputs")
+
+
 def group_advantages(rewards_B: jax.Array, *, group_size: int, normalize: str = "std",
                      eps: float = 1e-6, std_ddof: int = 1) -> jax.Array:
   """Outcome advantages, one per response: GRPO or Dr. GRPO.
@@ -56,6 +93,9 @@ def group_advantages(rewards_B: jax.Array, *, group_size: int, normalize: str = 
   `std_ddof=1` (the unbiased sample std) matches TRL, verl and Tunix, which all call
   `torch.std` / `np.std(ddof=1)`; pass 0 for the population std. A group whose rewards are all
   equal has std 0 and gets A = 0 exactly (numerator 0), never NaN.
+
+  Non-finite rewards raise ValueError naming their rows when `rewards_B` is concrete; under
+  `jax.jit` (tracer input) they cannot be detected and give NaN advantages (module docstring).
 
   Args:
     rewards_B: [B] scalar rewards, B = num_groups * group_size, groups in consecutive rows.
@@ -70,6 +110,7 @@ def group_advantages(rewards_B: jax.Array, *, group_size: int, normalize: str = 
   where = "group_advantages"
   rewards_B = _as_float(rewards_B)
   _check_rank(rewards_B, 1, "rewards_B", where)
+  _check_finite(rewards_B, "rewards_B", where)
   if normalize not in NORMALIZE_MODES:
     raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r} (in {where})")
   num_groups = check_group_shape(rewards_B.shape[0], group_size, where)
@@ -88,10 +129,12 @@ def rloo_advantages(rewards_B: jax.Array, *, group_size: int) -> jax.Array:
   """REINFORCE leave-one-out: A_i = r_i - (sum_g r - r_i) / (G - 1).
 
   Equivalently G/(G-1) * (r_i - mean_g r). Needs G >= 2 (with one sample there is no baseline).
+  Non-finite rewards raise ValueError as in `group_advantages` (concrete input only).
   """
   where = "rloo_advantages"
   rewards_B = _as_float(rewards_B)
   _check_rank(rewards_B, 1, "rewards_B", where)
+  _check_finite(rewards_B, "rewards_B", where)
   num_groups = check_group_shape(rewards_B.shape[0], group_size, where)
   if group_size < 2:
     raise ValueError(f"rloo needs group_size >= 2, got {group_size} (in {where})")
@@ -120,7 +163,9 @@ def process_advantages(step_rewards_BxK: jax.Array, step_end_BxK: jax.Array,
   reward, gets all-zero advantages (no NaN).
 
   Args:
-    step_rewards_BxK: [B, K] step rewards (entries where the mask is off are ignored, even NaN).
+    step_rewards_BxK: [B, K] step rewards (entries where the mask is off are ignored, even NaN;
+      a non-finite reward of a valid step raises ValueError naming its row and step when the
+      inputs are concrete, and gives NaN advantages under jit, as in `group_advantages`).
     step_end_BxK: [B, K] int token index where each step ends, inclusive.
     step_mask_BxK: [B, K] bool, which steps exist.
     group_size: G (static); B must be a multiple of G.
@@ -146,6 +191,7 @@ def process_advantages(step_rewards_BxK: jax.Array, step_end_BxK: jax.Array,
     raise ValueError(f"seq_len must be >= 1, got {seq_len} (in {where})")
   batch, num_steps = r_BxK.shape
   num_groups = check_group_shape(batch, group_size, where)
+  _check_finite(r_BxK, "step_rewards_BxK", where, mask=m_BxK)
 
   # Group statistics over valid steps only; masked entries are replaced (not multiplied) so a
   # NaN fill value cannot leak.

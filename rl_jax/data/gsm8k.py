@@ -63,6 +63,9 @@ def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None) -> l
 
   Raises ValueError naming `file:line` for any malformed line (bad JSON, missing or non-string
   key, no or several `####`, empty answer, blank line, bad UTF-8); no row is ever skipped.
+  A file with no records (0 bytes, or only blank lines) raises ValueError naming the file:
+  an empty data set would otherwise train or evaluate on nothing without complaint (and an
+  eval accuracy over 0 problems is meaningless), typically after a failed download or copy.
   """
   if path is None:
     if split not in SPLITS:
@@ -80,6 +83,15 @@ def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None) -> l
         raise ValueError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start}); "
                          f"expected a UTF-8 JSON object") from None
       if not line.strip():
+        if not problems and not f.read().strip():  # nothing but blank lines: say so
+          raise _no_records(path, "only blank lines")
         raise ValueError(f"{path}:{lineno}: blank line; expected a JSON object")
       problems.append(_parse_line(line, f"{path}:{lineno}"))
+  if not problems:
+    raise _no_records(path, "the file is empty")
   return problems
+
+
+def _no_records(path: pathlib.Path, what: str) -> ValueError:
+  return ValueError(f"{path}: no records ({what}); expected one JSON object "
+                    f'{{"question": str, "answer": str}} per line')

@@ -76,6 +76,18 @@ class ModelConfig:
     embed = self.vocab_size * d * (1 if self.tie_embeddings else 2)
     return embed + l * per_layer + d
 
+  def to_hf_config(self) -> dict[str, Any]:
+    """The Hugging Face Qwen3 `config.json` dict of this shape (`from_hf_config`'s inverse for
+    every field HF has; `dtype` and `scan_unroll` are run-time choices, not stored)."""
+    return {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
+            "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads, "head_dim": self.head_dim,
+            "intermediate_size": self.intermediate_size, "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps, "tie_word_embeddings": self.tie_embeddings,
+            "max_position_embeddings": self.max_seq_len, "hidden_act": "silu",
+            "attention_bias": False, "torch_dtype": self.param_dtype}
+
   @classmethod
   def from_hf_config(cls, hf: Mapping[str, Any], **overrides: Any) -> "ModelConfig":
     """Builds a config from a Hugging Face Qwen3 `config.json` dict."""

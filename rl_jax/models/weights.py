@@ -169,19 +169,89 @@ def params_to_hf(params, cfg: ModelConfig) -> dict[str, np.ndarray]:
   return out
 
 
+QWEN3_ARCHITECTURE = "Qwen3ForCausalLM"
+QWEN3_MODEL_TYPE = "qwen3"
+
+
+def check_qwen3_config(hf: Mapping, where: str) -> None:
+  """Raises ValueError if an HF config says it is not a Qwen3 dense decoder.
+
+  Why: other decoders (Mixtral, Qwen3-MoE, Qwen2, Llama...) share most tensor names and
+  config keys, so their config.json builds a ModelConfig without complaint; the only model
+  implemented here is Qwen3, and loading anything else must fail before any tensor is read.
+
+  Decision: `architectures` and `model_type` are checked only when present (and not null).
+  Old or hand-written configs often carry only the shape keys; they still load, because every
+  tensor is then validated by name and shape against the config (`params_from_hf`).
+  """
+  found = []
+  architectures = hf.get("architectures")
+  if architectures is not None and (
+      not isinstance(architectures, list) or not architectures
+      or any(a != QWEN3_ARCHITECTURE for a in architectures)):
+    found.append(f"architectures {architectures!r}")
+  model_type = hf.get("model_type")
+  if model_type is not None and model_type != QWEN3_MODEL_TYPE:
+    found.append(f"model_type {model_type!r}")
+  if found:
+    raise ValueError(f"{where}: not a Qwen3 checkpoint: found {' and '.join(found)}; expected "
+                     f"architectures [{QWEN3_ARCHITECTURE!r}] and model_type "
+                     f"{QWEN3_MODEL_TYPE!r} (or neither key), the only model rl_jax implements")
+
+
+def read_hf_config(config_path: str) -> dict:
+  """The parsed `config.json` of a Qwen3 checkpoint (a JSON object, checked by
+  `check_qwen3_config`); errors name the file."""
+  with open(config_path) as f:
+    try:
+      hf = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{config_path}: invalid JSON ({e})") from e
+  if not isinstance(hf, dict):
+    raise ValueError(f"{config_path}: got a JSON {type(hf).__name__}; expected an object of "
+                     "Hugging Face config keys")
+  check_qwen3_config(hf, config_path)
+  return hf
+
+
+# Checkpoints shipped in the package (rl_jax/data/assets/checkpoints/<name>/, README there),
+# loadable by name wherever a checkpoint folder is expected (`model.hf_checkpoint`).
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
+                           "assets", "checkpoints")
+BUNDLED = ("arith_tiny_sft",)
+
+
+def resolve_checkpoint(path: str) -> str:
+  """A bundled checkpoint's name -> its folder; any other string is a path, returned as is."""
+  return os.path.join(BUNDLED_DIR, path) if path in BUNDLED else path
+
+
 def load_hf_checkpoint(path: str, cfg: ModelConfig | None = None, **overrides):
-  """Loads `config.json` (unless `cfg` is given) and the safetensors weights of a folder.
+  """Loads `config.json` (unless `cfg` is given) and the safetensors weights of a folder (or of
+  a bundled checkpoint by name: `BUNDLED`).
+
+  A config.json naming another architecture or model_type than Qwen3 is refused
+  (`check_qwen3_config`). With `cfg` given, config.json is not read; the tensors are still
+  validated by name and shape against `cfg`.
 
   Returns:
     (cfg, params).
   """
+  path = resolve_checkpoint(path)
   if cfg is None:
     config_path = os.path.join(path, "config.json")
     if not os.path.exists(config_path):
       raise FileNotFoundError(f"{config_path}: missing; pass cfg= explicitly")
-    with open(config_path) as f:
-      try:
-        cfg = ModelConfig.from_hf_config(json.load(f), **overrides)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path}: invalid JSON ({e})") from e
+    cfg = ModelConfig.from_hf_config(read_hf_config(config_path), **overrides)
   return cfg, params_from_hf(read_hf_tensors(path), cfg)
+
+
+def save_hf_checkpoint(path: str, params, cfg: ModelConfig) -> None:
+  """Writes `config.json` and `model.safetensors` (Hugging Face Qwen3 layout) to folder `path`,
+  loadable by `load_hf_checkpoint` (and by `transformers`' Qwen3ForCausalLM)."""
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  os.makedirs(path, exist_ok=True)
+  tensors = params_to_hf(jax.device_get(params), cfg)
+  save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+  with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+    json.dump(cfg.to_hf_config(), f, indent=1)

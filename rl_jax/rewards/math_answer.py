@@ -12,10 +12,19 @@ import re
 
 # A number inside free text: optional sign / currency, thousands commas, decimals, a/b, percent.
 # [0-9] rather than \d: \d also matches non-ASCII digits, which Fraction/int would then accept.
+#
+# Exponent notation ("5e3", "1.5E-2", "1e999") is not a number here at all, nor is any piece of
+# it: otherwise the leading "5" of "5e3" (or the "3" of "2e-3") is extracted and "5e3" scores
+# as the gold "5". Exponents are refused rather than evaluated because a float exponent can
+# overflow to inf ("1e999") and GSM8K-style golds are never written that way. Both checks look
+# at the whole digit run, so backtracking cannot shorten "55e3" to "5" or "1.5e3" to "1".
+_EXPONENT_AHEAD = r"[0-9.,/]*[eE][+-]?[0-9]"
 _NUMBER_RE = re.compile(r"""
     (?<![\w.])                                  # token start: not the "5" in "x5" or "1.5"
+    (?<![0-9.][eE][+-])                         # nor the exponent digits of "2e-3" / "5e+3"
     -?\$?-?                                     # -$5 and $-5
     (?=\.?[0-9])                                # a digit is ahead
+    (?!""" + _EXPONENT_AHEAD + r""")            # ... but not the mantissa of "5e3", "1.5e-3"
     (?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)?   # integer part, thousands commas allowed
     (?:\.[0-9]+)?                               # decimals ("5." at a sentence end stays "5")
     (?:/[0-9]+)?                                # a/b

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rl_jax.envs.arithmetic import ArithmeticTask
-from rl_jax.rewards.math_answer import math_reward
+from rl_jax.rewards.math_answer import extract_answer, math_reward, normalize_number
 
 RewardFn = Callable[..., float]
 _REGISTRY: dict[str, RewardFn] = {}
@@ -102,3 +102,12 @@ def gsm8k_math(prompt: str, completion: str, *, answer: str) -> float:
   """Numeric equivalence of the completion's final answer with the gold `answer` column."""
   del prompt  # the gold answer carries everything needed
   return math_reward(completion, answer)
+
+
+@register_reward("answer_is_number")
+def answer_is_number(prompt: str, completion: str) -> float:
+  """Format reward: 1.0 if the completion's final answer (`math_answer.extract_answer`) is a
+  number, else 0.0. A small weight beside a correctness reward rewards answering at all (TRL's
+  GRPO examples pair correctness with such format terms)."""
+  del prompt
+  return 1.0 if normalize_number(extract_answer(completion)) is not None else 0.0

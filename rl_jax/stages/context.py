@@ -60,7 +60,14 @@ def build_model(exp: Experiment, vocab_size: int, key: jax.Array, min_len: int =
   """(ModelConfig, params): a named config with the tokenizer's vocabulary, random or loaded.
   `min_len`: the longest sequence the run builds (max_seq_len is raised to it for random init)."""
   if exp.model.hf_checkpoint:
-    return weights.load_hf_checkpoint(exp.model.hf_checkpoint, **dict(exp.model.overrides))
+    cfg, params = weights.load_hf_checkpoint(exp.model.hf_checkpoint,
+                                             **dict(exp.model.overrides))
+    if cfg.vocab_size < vocab_size:
+      # Token ids the embedding has no row for would read garbage (NaN log-probs, not an error).
+      raise ValueError(f"config model.hf_checkpoint={exp.model.hf_checkpoint!r} has "
+                       f"vocab_size {cfg.vocab_size} but the tokenizer has {vocab_size} pieces; "
+                       "use the checkpoint's own tokenizer (config tokenizer)")
+    return cfg, params
   cfg = get_model_config(exp.model.name, vocab_size=vocab_size, **dict(exp.model.overrides))
   max_len = max(exp.prompt_len + exp.max_new_tokens, min_len)
   if cfg.max_seq_len < max_len and "max_seq_len" not in exp.model.overrides:

@@ -205,6 +205,7 @@ def rl_iteration(setup: RLSetup, state: TrainState, ref_params, part_state: dict
 
   lengths = np.asarray(ro.response_len_B, np.float32)
   host = metrics_lib.reward_metrics(reward_B, g)
+  host.update(metrics_lib.advantage_metrics(adv_B, adv_BxL, ro.loss_mask_BxL))
   host.update(metrics_lib.reward_metrics(scores.extras["correct"], g, prefix="correct"))
   host.update({f"{k}/mean": float(np.mean(v))
                for k, v in {**scores.extras, **out.extras}.items()

@@ -73,3 +73,24 @@ def test_bad_split_and_missing_file(tmp_path):
     load_gsm8k("validation")
   with pytest.raises(ValueError, match="not found"):
     load_gsm8k(path=tmp_path / "nope.jsonl")
+
+
+@pytest.mark.parametrize("content,what", [
+    (b"", "the file is empty"),
+    (b"\n", "only blank lines"),
+    (b"\n\n  \n\t\r\n", "only blank lines"),
+    (b"   ", "only blank lines"),  # whitespace without a newline
+])
+def test_file_without_records_is_an_error_naming_it(tmp_path, content, what):
+  path = tmp_path / "empty.jsonl"
+  path.write_bytes(content)
+  with pytest.raises(ValueError) as info:
+    load_gsm8k(path=path)
+  assert str(info.value).startswith(f"{path}: no records ({what}); expected one JSON object")
+
+
+def test_blank_line_before_a_record_is_still_reported_by_line(tmp_path):
+  path = _write(tmp_path, ["", "", GOOD])
+  with pytest.raises(ValueError) as info:
+    load_gsm8k(path=path)
+  assert str(info.value).startswith(f"{path}:1: blank line; expected a JSON object")

@@ -1,6 +1,7 @@
 """HF safetensors <-> rl_jax params: round trip, validation errors, pickle refusal."""
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -81,3 +82,55 @@ def test_corrupt_safetensors_is_refused(tmp_path):
   (tmp_path / "model.safetensors").write_bytes(b"garbage that is not a header")
   with pytest.raises(ValueError, match="not a readable safetensors"):
     weights.read_hf_tensors(str(tmp_path))
+
+
+REF_DIR = os.path.join(os.path.dirname(__file__), "..", "testdata", "qwen3_tiny_reference")
+
+
+def _reference_copy(tmp_path, edit):
+  """A copy of the bundled Qwen3 checkpoint whose config.json dict is changed by `edit`."""
+  shutil.copytree(REF_DIR, tmp_path / "ckpt")
+  config_path = tmp_path / "ckpt" / "config.json"
+  hf = json.loads(config_path.read_text())
+  edit(hf)
+  config_path.write_text(json.dumps(hf))
+  return str(tmp_path / "ckpt"), str(config_path)
+
+
+@pytest.mark.parametrize("changes,found", [
+    ({"architectures": ["MixtralForCausalLM"]}, "architectures ['MixtralForCausalLM']"),
+    ({"model_type": "mixtral"}, "model_type 'mixtral'"),
+    ({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral"},
+     "architectures ['MixtralForCausalLM'] and model_type 'mixtral'"),
+    ({"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe"},
+     "architectures ['Qwen3MoeForCausalLM'] and model_type 'qwen3_moe'"),
+    ({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"},
+     "architectures ['Qwen2ForCausalLM'] and model_type 'qwen2'"),
+    ({"architectures": ["LlamaForCausalLM"]}, "architectures ['LlamaForCausalLM']"),
+    ({"architectures": "Qwen3ForCausalLM"}, "architectures 'Qwen3ForCausalLM'"),  # not a list
+    ({"architectures": []}, "architectures []"),
+])
+def test_non_qwen3_config_is_refused_naming_file_and_expectation(tmp_path, changes, found):
+  path, config_path = _reference_copy(tmp_path, lambda hf: hf.update(changes))
+  with pytest.raises(ValueError) as info:
+    weights.load_hf_checkpoint(path)
+  message = str(info.value)
+  assert message.startswith(f"{config_path}: not a Qwen3 checkpoint: found {found};")
+  assert "expected architectures ['Qwen3ForCausalLM'] and model_type 'qwen3'" in message
+
+
+@pytest.mark.parametrize("drop", [("architectures", "model_type"), ("architectures",),
+                                  ("model_type",)])
+def test_config_without_architecture_keys_still_loads(tmp_path, drop):
+  path, _ = _reference_copy(tmp_path, lambda hf: [hf.pop(k) for k in drop])
+  cfg, params = weights.load_hf_checkpoint(path)
+  ref_cfg, ref_params = weights.load_hf_checkpoint(REF_DIR)  # the untouched Qwen3 config loads
+  assert cfg == ref_cfg and (cfg.num_layers, cfg.vocab_size, cfg.head_dim) == (2, 1024, 32)
+  np.testing.assert_array_equal(np.asarray(params["layers"]["attn"]["q_norm"]["scale"]),
+                                np.asarray(ref_params["layers"]["attn"]["q_norm"]["scale"]))
+
+
+def test_config_that_is_not_a_json_object_is_refused(tmp_path):
+  (tmp_path / "config.json").write_text("[1, 2]")
+  with pytest.raises(ValueError, match=r"config\.json: got a JSON list; expected an object"):
+    weights.load_hf_checkpoint(str(tmp_path))

@@ -74,3 +74,55 @@ def test_answers_equal(pred, gold, equal):
 ])
 def test_math_reward(completion, gold, reward):
   assert math_reward(completion, gold) == reward
+
+
+# Exponent notation and non-finite spellings, with every gold that a partial match of them could
+# equal: the mantissa ("5" of "5e3"), a backtracked prefix ("5" of "55e3", "1" of "1.5e3"), the
+# exponent ("3" of "2e-3") and the value itself. None of them may score: golds are written as
+# plain integers/decimals, and a float exponent can overflow ("1e999" -> inf).
+_EXPONENT_CASES = [
+    ("1e999", ("1", "999")),
+    ("-1e999", ("-1", "1", "999")),
+    ("5e3", ("5", "3", "5000")),
+    ("5E3", ("5", "3", "5000")),
+    ("1E5", ("1", "5", "100000")),
+    ("5e+3", ("5", "3", "5000")),
+    ("2e-3", ("2", "3", "-3", "0.002")),
+    ("1.5e3", ("1", "1.5", "5", "1500")),
+    ("55e3", ("5", "55", "3", "55000")),
+    ("-5e3", ("-5", "5", "-5000")),
+    ("$5e3", ("5", "5000")),
+    ("1,000e3", ("1", "1,000", "1000", "000")),
+    ("5.e3", ("5", "5000")),
+    ("inf", ("0", "1")),
+    ("-inf", ("0", "-1", "1")),
+    ("Infinity", ("0", "1")),
+    ("nan", ("0", "1")),
+]
+_CONTEXTS = ["{}", "#### {}", "The answer is {}", "The answer is {}.", "Answer: {}",
+             "\\boxed{{{}}}", "so \\boxed{{{}}} eggs", "We get {} eggs in total."]
+
+
+@pytest.mark.parametrize("context", _CONTEXTS)
+@pytest.mark.parametrize("written,golds", _EXPONENT_CASES)
+def test_exponent_and_non_finite_never_match_a_numeric_gold(written, golds, context):
+  completion = context.format(written)
+  for gold in golds:
+    assert math_reward(completion, gold) == 0.0, (completion, gold)
+
+
+@pytest.mark.parametrize("text", ["1e999", "5e3", "55e3", "1.5e3", "2e-3", "5e+3", "1E5", "-5e3",
+                                  "The answer is 5e3", "it is 1.5E-2 m"])
+def test_no_number_is_extracted_from_exponent_notation(text):
+  assert extract_answer(text) is None
+
+
+@pytest.mark.parametrize("completion,gold", [
+    ("5", "5"), ("#### 5", "5"), ("The answer is 5.", "5"), ("\\boxed{5}", "5"),
+    ("She has 5 eggs", "5"), ("5eggs", "5"), ("5 e3", "5"), ("x5 and 1.5", "1.5"),
+    ("The answer is 1,500.", "1500"), ("#### $1,000.00", "1000"), ("-3", "-3"),
+    ("1/2", "0.5"), ("a speed of 3e-2 m/s, so 7 laps", "7"),        # an exponent elsewhere
+    ("2e-3 is small.\n#### 4", "4"), ("\\boxed{1e5} no wait \\boxed{12}", "12"),
+])
+def test_ordinary_answers_still_score(completion, gold):
+  assert math_reward(completion, gold) == 1.0
