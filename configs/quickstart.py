@@ -1,4 +1,4 @@
-"""Quickstart: tiny Qwen3-style model, SFT on worked additions, then GRPO. ~3 min on 2 CPU cores.
+"""Quickstart: tiny Qwen3-style model, SFT on worked additions, then GRPO. ~3.5 min on 2 CPU cores.
 
     python -m rl_jax.main --config=configs/quickstart.py --workdir=runs/quickstart
 
