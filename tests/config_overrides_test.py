@@ -111,9 +111,10 @@ def test_a_wrong_override_path_is_one_clear_line(tmp_path, override, message):
 
 
 def test_zero_learning_rate_for_a_training_stage_is_an_error():
-  c = _parse([f"--config={REPO / 'configs' / 'quickstart.py'}", "--config.sft.learning_rate=0"])
+  c = _parse([f"--config={REPO / 'configs' / 'quickstart.py'}", "--config.sft.learning_rate=0",
+              "--config.sft.steps=37"])
   with pytest.raises(ValueError, match=r"config sft.learning_rate is 0.0 but the sft stage "
-                                       r"trains for 600 steps"):
+                                       r"trains for 37 steps"):
     experiment.from_config_dict(c)
   c = _parse([f"--config={REPO / 'configs' / 'quickstart.py'}", "--config.sft.learning_rate=0",
               "--config.sft.steps=0"])
