@@ -41,5 +41,9 @@ setuptools.setup(
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
         "hf": ["transformers>=4.51", "torch"],
         "tb": ["tensorboard>=2.15"],  # the viewer for the events every run writes
+        # The PyTorch peers of bench/peers.py (HF generate, TRL's GRPOTrainer); tested with
+        # torch 2.14.1, transformers 5.25.0, trl 1.16.0, accelerate 1.16.0, datasets 5.2.0.
+        "bench": ["torch>=2.6", "transformers>=4.56.2", "trl>=1.16", "accelerate>=1.10.1",
+                  "datasets>=4.7"],
     },
 )

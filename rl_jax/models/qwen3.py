@@ -115,7 +115,14 @@ class Attention(nnx.Module):
     # A finite fill keeps fully-masked rows (left-pad queries) finite; they are never used.
     scores = jnp.where(mask_BxTxS[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkrts,bskh->btkrh", probs, v).reshape(b, t, cfg.num_heads * cfg.head_dim)
+    if t == 1:
+      # One query per row (a decode step): XLA CPU runs the probs @ v dot as B*K tiny batched
+      # matmuls far below memory speed; a multiply-reduce fusion reads the cache once at memory
+      # speed (2x faster decode at B=32; docs/benchmarks.md).
+      out = jnp.sum(probs[:, :, :, 0, :, None] * v.transpose(0, 2, 1, 3)[:, :, None], axis=-2)
+      out = out.astype(v.dtype).reshape(b, 1, cfg.num_heads * cfg.head_dim)
+    else:
+      out = jnp.einsum("bkrts,bskh->btkrh", probs, v).reshape(b, t, cfg.num_heads * cfg.head_dim)
     return self.o_proj(out), k, v
 
 
@@ -256,6 +263,46 @@ def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
                                                 cache.v_LxBxSxKxH), unroll=cfg.scan_unroll)
     new_cache = KVCache(k_new, v_new)
   return rms_norm(x, params["final_norm"]["scale"], cfg.rms_norm_eps), new_cache
+
+
+def split_layers(tree) -> tuple:
+  """The per-layer slices of a pytree whose leaves are stacked on a leading L axis."""
+  num_layers = jax.tree.leaves(tree)[0].shape[0]
+  return tuple(jax.tree.map(lambda x, l=l: x[l], tree) for l in range(num_layers))
+
+
+def split_cache(cache: KVCache) -> tuple[tuple[jax.Array, jax.Array], ...]:
+  """A stacked [L, B, S, K, H] cache as L (k, v) pairs of [B, S, K, H] (the decode layout)."""
+  return tuple(zip(split_layers(cache.k_LxBxSxKxH), split_layers(cache.v_LxBxSxKxH)))
+
+
+def decode_forward(params: Params, layer_params: tuple, tokens_BxT: jax.Array,
+                   positions_BxT: jax.Array, kv_valid_BxS: jax.Array,
+                   cache_layers: tuple[tuple[jax.Array, jax.Array], ...], slot_start, *,
+                   cfg: ModelConfig):
+  """`forward` with a cache, layers unrolled: the decode step's layout (docs/benchmarks.md).
+
+  `layer_params` is `split_layers(params["layers"])` and `cache_layers` is `split_cache(cache)`,
+  both made once before the decode loop. Each layer writes its new keys/values into its own
+  [B, S, K, H] buffer (an in-place dynamic-update-slice of the loop carry) and attends by reading
+  that buffer once. Under a layer `scan` the cache would be a scanned input and a stacked output:
+  XLA slices the [B, S, K, H] of every layer out of the [L, ...] carry and stacks it back, which
+  copies the whole cache on every decode step (the cost grew with B * S, not with the new token).
+
+  Returns (hidden_BxTxD after the final norm, updated cache_layers).
+  """
+  t = tokens_BxT.shape[1]
+  num_slots = kv_valid_BxS.shape[1]
+  x = params["embed"]["embedding"][tokens_BxT].astype(_dtype(cfg.dtype))
+  query_slot_T = slot_start + jnp.arange(t)
+  causal_TxS = jnp.arange(num_slots)[None, :] <= query_slot_T[:, None]
+  mask_BxTxS = causal_TxS[None] & kv_valid_BxS[:, None, :].astype(bool)
+  new_cache = []
+  for block_params, (k_cache, v_cache) in zip(layer_params, cache_layers):
+    block = _merge_block(cfg, block_params)
+    x, k_cache, v_cache = block(x, positions_BxT, mask_BxTxS, k_cache, v_cache, slot_start)
+    new_cache.append((k_cache, v_cache))
+  return rms_norm(x, params["final_norm"]["scale"], cfg.rms_norm_eps), tuple(new_cache)
 
 
 def logits(params: Params, hidden_BxTxD: jax.Array, *, cfg: ModelConfig) -> jax.Array:

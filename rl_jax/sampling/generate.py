@@ -91,7 +91,9 @@ def generate(params, prompt_tokens_BxP: jax.Array, prompt_valid_BxP: jax.Array, 
   logits_buf = (jnp.zeros((batch, cfg.max_new_tokens, model_cfg.vocab_size), jnp.float32)
                 if cfg.return_logits else None)
 
-  init = dict(step=jnp.int32(0), cache=cache, logits=next_logits, tokens=tokens, valid=valid,
+  # Decode layout: per-layer params and cache buffers, split once here (see `decode_forward`).
+  layer_params = qwen3.split_layers(params["layers"])
+  init = dict(step=jnp.int32(0), cache=qwen3.split_cache(cache), logits=next_logits, tokens=tokens, valid=valid,
               loss_mask=jnp.zeros((batch, num_slots), jnp.float32), logp_sample=zeros_f,
               logp_policy=zeros_f, done=jnp.zeros((batch,), bool), pos=next_pos_B,
               logits_buf=logits_buf)
@@ -117,8 +119,9 @@ def generate(params, prompt_tokens_BxP: jax.Array, prompt_valid_BxP: jax.Array, 
       out["logits_buf"] = jax.lax.dynamic_update_slice_in_dim(
           c["logits_buf"], c["logits"][:, None], step, axis=1)
     out["done"] = c["done"] | (active & jnp.any(token[:, None] == stop_ids[None, :], axis=1))
-    hidden, out["cache"] = qwen3.forward(params, token[:, None], c["pos"][:, None], out["valid"],
-                                         cfg=model_cfg, cache=c["cache"], slot_start=slot)
+    hidden, out["cache"] = qwen3.decode_forward(params, layer_params, token[:, None],
+                                                c["pos"][:, None], out["valid"], c["cache"], slot,
+                                                cfg=model_cfg)
     out["logits"] = qwen3.logits(params, hidden, cfg=model_cfg)[:, 0]
     out["pos"] = c["pos"] + active.astype(jnp.int32)
     out["step"] = step + 1
