@@ -18,7 +18,7 @@ def base_config() -> ml_collections.ConfigDict:
                                           train_size=1200, eval_size=200))
   c.prompt_len = 10
   c.max_new_tokens = 10
-  c.logprob_impl = "naive"
+  c.logprob_impl = "auto"  # fused log-probs (xla on CPU/GPU, pallas on TPU): no f32 [B, T, V] logits
   c.log_every = 1
   c.model = ml_collections.ConfigDict(dict(name="tiny", hf_checkpoint="", overrides={}))
   c.sft = ml_collections.ConfigDict(dict(steps=500, batch_size=64, learning_rate=1e-3,

@@ -209,7 +209,8 @@ class Experiment:
   tokenizer: bundled name or path (a task may bring its own tokenizer instead).
   task: {"name": registered task, **kwargs} (`rl_jax.tasks`).
   prompt_len / max_new_tokens: slot layout P and N (N per policy turn in tool rollouts).
-  logprob_impl: naive | xla | pallas | auto. log_every: progress-bar refresh in steps.
+  logprob_impl: naive | xla | pallas | auto (default: fused, xla on CPU/GPU and pallas on TPU; no
+    f32 [B, T, V] logits). log_every: progress-bar refresh in steps.
   timing: block on each update to report exact time/update_s (off: the update is only
     dispatched and overlaps the host work of the next step; time/update_s is dispatch time).
   stages: the stages run in order, each a section of the same name (pretrain, sft, rl;
@@ -222,7 +223,7 @@ class Experiment:
   task: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "arithmetic"})
   prompt_len: int = 16
   max_new_tokens: int = 16
-  logprob_impl: str = "naive"
+  logprob_impl: str = "auto"
   log_every: int = 1
   timing: bool = False
   stages: tuple[str, ...] = ("pretrain", "sft", "rl")

@@ -27,6 +27,8 @@ bytes, tp = tensor axis size; GQA widths q = H*Hd, kv = K*Hd):
     remat="none": L * per_layer
     remat="full": L * b*t*D*a + per_layer                     (only block inputs are saved; one
                   block is recomputed at a time in the backward pass)
+    remat="dots": L * b*t*a*(3*D + (q + 2*kv + 2*F)/tp) + per_layer   (matmul outputs saved)
+    remat defaults to ModelConfig.remat, the field the model itself reads (one source of truth)
     logits naive: 3 * b*t*V*4 / tp                          f32 logits, log-softmax, softmax
     logits fused: 3 * min(block_n, b*t) * min(block_v, V) * 4 + b*t*D*4
                   (three f32 tiles of `rl_jax.kernels.fused_logprob` plus its f32 dh accumulator)
@@ -54,7 +56,7 @@ import optax
 from rl_jax import sharding
 from rl_jax.kernels.fused_logprob import xla as fused_xla
 from rl_jax.models import qwen3
-from rl_jax.models.config import MODEL_CONFIGS, ModelConfig, get_model_config
+from rl_jax.models.config import MODEL_CONFIGS, REMAT_POLICIES, ModelConfig, get_model_config
 
 GIB = 1024 ** 3
 
@@ -76,7 +78,7 @@ OPTIMIZERS = {
     "sgd": lambda: optax.sgd(1e-6, momentum=0.9),
     "lion": lambda: optax.lion(1e-6),
 }
-REMAT = ("none", "full")
+REMAT = REMAT_POLICIES
 LOGPROB = ("fused", "naive")
 
 
@@ -129,17 +131,22 @@ def _activations(cfg: ModelConfig, b: int, t: int, tp: int, remat: str) -> int:
   per_layer += b * cfg.num_heads * t * t * (4 + a) // tp
   if remat == "none":
     return cfg.num_layers * per_layer
+  if remat == "dots":
+    # Matmul outputs with no batch dims are saved: q, k, v, o, gate, up, down and the block input.
+    saved = b * t * a * (3 * d + (q + 2 * kv + 2 * f) // tp)
+    return cfg.num_layers * saved + per_layer
   return cfg.num_layers * b * t * d * a + per_layer
 
 
 def plan(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, seq_len: int,
          micro_batch: int | None = None, rollout_batch: int | None = None,
-         optimizer: str = "adamw", param_dtype: str | None = None, remat: str = "full",
+         optimizer: str = "adamw", param_dtype: str | None = None, remat: str | None = None,
          logprob: str = "fused", reference: bool = False,
          hbm_bytes: int | None = None) -> dict[str, Any]:
   """Per-device bytes of each memory term (see the module docstring for the formulas)."""
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"optimizer {optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
+  remat = model_cfg.remat if remat is None else remat
   if remat not in REMAT:
     raise ValueError(f"remat {remat!r}: expected one of {REMAT}")
   if logprob not in LOGPROB:
@@ -229,7 +236,8 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--seq-len", type=int, default=1024, help="prompt + response slots")
   parser.add_argument("--optimizer", default="adamw", choices=sorted(OPTIMIZERS))
   parser.add_argument("--param-dtype", choices=("float32", "bfloat16"))
-  parser.add_argument("--remat", default="full", choices=REMAT)
+  parser.add_argument("--remat", choices=REMAT,
+                      help="activation rematerialisation (default: the model config's `remat`)")
   parser.add_argument("--logprob", default="fused", choices=LOGPROB)
   parser.add_argument("--reference", action="store_true", help="count a frozen KL reference copy")
   docs = parser.add_mutually_exclusive_group()
@@ -264,7 +272,7 @@ def run(argv) -> tuple[str, dict[str, Any], str | None]:
             f"{', ' + args.topology if args.topology else ''})\n"
             f"batch={args.batch} micro_batch={args.micro_batch or args.batch} "
             f"rows/device={p['rows_per_device']} seq_len={args.seq_len} "
-            f"optimizer={args.optimizer} remat={args.remat} logprob={args.logprob}")
+            f"optimizer={args.optimizer} remat={args.remat or cfg.remat} logprob={args.logprob}")
   return format_plan(p, header), p, args.topology
 
 

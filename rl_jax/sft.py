@@ -27,7 +27,7 @@ class SFTCfg:
   model: ModelConfig
   optim: optim.OptimCfg
   num_microbatches: int = 1
-  logprob_impl: str = "naive"
+  logprob_impl: str = "auto"
 
 
 def nll_loss(params, tokens_BxL, valid_BxL, loss_mask_BxL, *, cfg: SFTCfg):

@@ -46,7 +46,7 @@ class UpdateCfg:
   loss: losses.LossCfg
   optim: optim.OptimCfg
   num_microbatches: int = 1
-  logprob_impl: str = "naive"
+  logprob_impl: str = "auto"
 
   def __post_init__(self):
     if self.num_microbatches < 1:

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 from jax.sharding import PartitionSpec as P
 
@@ -205,3 +207,28 @@ def test_docs_errors_name_the_place():
     planner.update_docs("# nothing to run\n", "x.md")
   with pytest.raises(ValueError, match=r"x.md:2: .*--mesh -1.*needs --topology"):
     planner.update_docs("```\n$ python -m rl_jax.plan --model tiny --mesh -1\nold\n```\n", "x.md")
+
+
+def test_remat_field_moves_planned_and_compiled_activation_bytes_together():
+  """ModelConfig.remat is read by the model and by the planner: XLA's temporaries of a compiled
+  backward pass and the planner's activation bytes fall in the same order, by similar amounts."""
+  b, t = 8, 256
+  compiled, planned = {}, {}
+  for remat in ("none", "dots", "full"):
+    cfg = get_model_config("tiny", vocab_size=64, num_layers=4, hidden_size=256,
+                           intermediate_size=1024, max_seq_len=t, remat=remat)
+    valid = jnp.ones((b, t), bool)
+
+    def loss(p, toks, cfg=cfg, valid=valid):
+      h, _ = qwen3.forward(p, toks, qwen3.positions_from_mask(valid), valid, cfg=cfg)
+      return jnp.sum(h.astype(jnp.float32) ** 2)
+
+    c = jax.jit(jax.grad(loss)).lower(qwen3.abstract_params(cfg),
+                                      jax.ShapeDtypeStruct((b, t), jnp.int32)).compile()
+    compiled[remat] = c.memory_analysis().temp_size_in_bytes
+    planned[remat] = planner.plan(cfg, dict(data=1, fsdp=1, tensor=1), batch=b,
+                                   seq_len=t)["activations"]
+  assert compiled["none"] > compiled["dots"] > compiled["full"], compiled
+  assert planned["none"] > planned["dots"] > planned["full"], planned
+  ratio = (compiled["none"] - compiled["full"]) / (planned["none"] - planned["full"])
+  assert 0.5 < ratio < 3.0, (compiled, planned)

@@ -10,6 +10,9 @@ import dataclasses
 from typing import Any, Mapping
 
 
+REMAT_POLICIES = ("none", "dots", "full")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Shape and numerics of a Qwen3-style decoder.
@@ -33,6 +36,12 @@ class ModelConfig:
       compiled block, fast compiles for deep models; num_layers = fully unrolled). Unrolling a
       tiny model is ~20% faster on CPU (the backward of a rolled scan stacks per-layer residuals
       with dynamic-update-slices and copies); the numbers are the same either way.
+    remat: activation rematerialisation of each decoder block in training forwards:
+      "none" saves every intermediate for the backward pass; "dots" saves only matmul outputs
+      (`jax.checkpoint_policies.dots_with_no_batch_dims_saveable`), recomputing norms, RoPE
+      and activations; "full" saves only each block's input and recomputes the block in the
+      backward pass (least memory, one more forward). `rl_jax.plan` reads this field for its
+      activation bytes. Decoding is never rematerialised.
   """
   vocab_size: int
   hidden_size: int
@@ -48,6 +57,7 @@ class ModelConfig:
   dtype: str = "float32"
   max_seq_len: int = 512
   scan_unroll: int = 1
+  remat: str = "none"
 
   def __post_init__(self):
     for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
@@ -59,6 +69,8 @@ class ModelConfig:
                        f"num_kv_heads ({self.num_kv_heads}) for grouped-query attention")
     if self.head_dim % 2:
       raise ValueError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"ModelConfig.remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
     for name in ("param_dtype", "dtype"):
       if getattr(self, name) not in ("float32", "bfloat16"):
         raise ValueError(f"ModelConfig.{name} must be 'float32' or 'bfloat16', "
@@ -78,7 +90,7 @@ class ModelConfig:
 
   def to_hf_config(self) -> dict[str, Any]:
     """The Hugging Face Qwen3 `config.json` dict of this shape (`from_hf_config`'s inverse for
-    every field HF has; `dtype` and `scan_unroll` are run-time choices, not stored)."""
+    every field HF has; `dtype`, `scan_unroll` and `remat` are run-time choices, not stored)."""
     return {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
             "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
             "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
@@ -86,7 +98,7 @@ class ModelConfig:
             "intermediate_size": self.intermediate_size, "rope_theta": self.rope_theta,
             "rms_norm_eps": self.rms_norm_eps, "tie_word_embeddings": self.tie_embeddings,
             "max_position_embeddings": self.max_seq_len, "hidden_act": "silu",
-            "attention_bias": False, "torch_dtype": self.param_dtype}
+            "attention_bias": False, "torch_dtype": self.param_dtype, "dtype": self.param_dtype}
 
   @classmethod
   def from_hf_config(cls, hf: Mapping[str, Any], **overrides: Any) -> "ModelConfig":
@@ -112,12 +124,25 @@ class ModelConfig:
         tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         max_seq_len=int(hf.get("max_position_embeddings", 512)),
     )
+    # The checkpoint's stored dtype ("torch_dtype", or "dtype" since transformers 5) becomes the
+    # parameter and compute dtype: a bf16 Qwen3 loads in bf16 (half the memory, the precision it
+    # was trained in). float16 has no place here (its range overflows in RL log-ratios): it
+    # loads in float32. `overrides` (config `model.overrides`) win.
+    stored = hf.get("torch_dtype") or hf.get("dtype")
+    if stored is not None:
+      if stored not in HF_DTYPES:
+        raise ValueError(f"HF config torch_dtype {stored!r}: expected one of {sorted(HF_DTYPES)}")
+      fields.update(param_dtype=HF_DTYPES[stored], dtype=HF_DTYPES[stored])
     fields.update(overrides)
     return cls(**fields)
 
 
+# config.json dtype -> (param and compute) dtype of this model code.
+HF_DTYPES = {"bfloat16": "bfloat16", "float32": "float32", "float16": "float32"}
+
 _QWEN3_COMMON = dict(rope_theta=1_000_000.0, rms_norm_eps=1e-6, vocab_size=151_936,
-                     head_dim=128, max_seq_len=40_960, param_dtype="bfloat16", dtype="bfloat16")
+                     head_dim=128, max_seq_len=40_960, param_dtype="bfloat16", dtype="bfloat16",
+                     remat="full")
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
     # ~0.8M parameters at V=512: the CPU default of the quickstart and the seed reproductions.

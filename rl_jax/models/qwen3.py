@@ -256,6 +256,10 @@ def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
     return x, (k, v) if cache is not None else None
 
   if cache is None:
+    if cfg.remat != "none":
+      policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable if cfg.remat == "dots"
+                else None)
+      layer = jax.checkpoint(layer, policy=policy, prevent_cse=False)  # prevent_cse: under scan
     x, _ = jax.lax.scan(layer, x, (params["layers"], None, None), unroll=cfg.scan_unroll)
     new_cache = None
   else:

@@ -134,3 +134,28 @@ def test_config_that_is_not_a_json_object_is_refused(tmp_path):
   (tmp_path / "config.json").write_text("[1, 2]")
   with pytest.raises(ValueError, match=r"config\.json: got a JSON list; expected an object"):
     weights.load_hf_checkpoint(str(tmp_path))
+
+
+@pytest.mark.parametrize("key", ["torch_dtype", "dtype"])
+def test_checkpoint_loads_in_the_dtype_its_config_states(tmp_path, key):
+  cfg = get_model_config("tiny", vocab_size=50, num_layers=2)
+  params = qwen3.init_params(cfg, jax.random.key(0))
+  hf_cfg = {k: v for k, v in cfg.to_hf_config().items() if k not in ("torch_dtype", "dtype")}
+  path = _write_hf(tmp_path, weights.params_to_hf(params, cfg), dict(hf_cfg, **{key: "bfloat16"}))
+  loaded_cfg, loaded = weights.load_hf_checkpoint(path)
+  assert (loaded_cfg.param_dtype, loaded_cfg.dtype) == ("bfloat16", "bfloat16")
+  assert {x.dtype for x in jax.tree.leaves(loaded)} == {jnp.dtype(jnp.bfloat16)}
+  # The bf16 weights are the f32 ones rounded to the nearest bf16 (an independent cast).
+  np.testing.assert_array_equal(
+      np.asarray(loaded["embed"]["embedding"], np.float32),
+      np.asarray(params["embed"]["embedding"]).astype(jnp.bfloat16).astype(np.float32))
+  # The config's overrides win over the stored dtype.
+  over_cfg, over = weights.load_hf_checkpoint(path, param_dtype="float32", dtype="float32")
+  assert over_cfg.param_dtype == "float32"
+  assert {x.dtype for x in jax.tree.leaves(over)} == {jnp.dtype(jnp.float32)}
+  # float16 checkpoints load in float32; an unknown dtype is named.
+  (tmp_path / "config.json").write_text(json.dumps(dict(hf_cfg, torch_dtype="float16")))
+  assert weights.load_hf_checkpoint(path)[0].param_dtype == "float32"
+  (tmp_path / "config.json").write_text(json.dumps(dict(hf_cfg, torch_dtype="int8")))
+  with pytest.raises(ValueError, match="torch_dtype 'int8'"):
+    weights.load_hf_checkpoint(path)
