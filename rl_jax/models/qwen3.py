@@ -227,6 +227,13 @@ def positions_from_mask(valid_BxS: jax.Array) -> jax.Array:
   return jnp.maximum(jnp.cumsum(valid_BxS.astype(jnp.int32), axis=-1) - 1, 0)
 
 
+def _attention_mask(kv_valid_BxS: jax.Array, t: int, slot_start) -> jax.Array:
+  """[B, T, S]: query slot slot_start + i sees valid slots at or before it (causal + padding)."""
+  query_slot_T = slot_start + jnp.arange(t)
+  causal_TxS = jnp.arange(kv_valid_BxS.shape[1])[None, :] <= query_slot_T[:, None]
+  return causal_TxS[None] & kv_valid_BxS[:, None, :].astype(bool)
+
+
 def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
             kv_valid_BxS: jax.Array, *, cfg: ModelConfig, cache: KVCache | None = None,
             slot_start: jax.Array | int = 0) -> tuple[jax.Array, KVCache | None]:
@@ -245,9 +252,7 @@ def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
     raise ValueError(f"without a cache kv_valid must cover the T={t} tokens, got S={num_slots}")
   compute_dtype = _dtype(cfg.dtype)
   x = params["embed"]["embedding"][tokens_BxT].astype(compute_dtype)
-  query_slot_T = slot_start + jnp.arange(t)
-  causal_TxS = jnp.arange(num_slots)[None, :] <= query_slot_T[:, None]
-  mask_BxTxS = causal_TxS[None] & kv_valid_BxS[:, None, :].astype(bool)
+  mask_BxTxS = _attention_mask(kv_valid_BxS, t, slot_start)
 
   def layer(x, scanned):
     block_params, k_cache, v_cache = scanned
@@ -296,11 +301,8 @@ def decode_forward(params: Params, layer_params: tuple, tokens_BxT: jax.Array,
   Returns (hidden_BxTxD after the final norm, updated cache_layers).
   """
   t = tokens_BxT.shape[1]
-  num_slots = kv_valid_BxS.shape[1]
   x = params["embed"]["embedding"][tokens_BxT].astype(_dtype(cfg.dtype))
-  query_slot_T = slot_start + jnp.arange(t)
-  causal_TxS = jnp.arange(num_slots)[None, :] <= query_slot_T[:, None]
-  mask_BxTxS = causal_TxS[None] & kv_valid_BxS[:, None, :].astype(bool)
+  mask_BxTxS = _attention_mask(kv_valid_BxS, t, slot_start)
   new_cache = []
   for block_params, (k_cache, v_cache) in zip(layer_params, cache_layers):
     block = _merge_block(cfg, block_params)
