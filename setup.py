@@ -36,6 +36,10 @@ setuptools.setup(
         "safetensors>=0.6",
         "tokenizers>=0.21",
         "matplotlib>=3.8",
+        "scikit-learn>=1.5",  # ROC AUC of the SWAP study (rl_jax/projects/swap)
+        # Shopping MMLU's generation metrics, as the benchmark computes them (rl_jax/eval/).
+        "rouge-score>=0.1.2",
+        "sacrebleu>=2.4",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3"],

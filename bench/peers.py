@@ -369,10 +369,22 @@ def hf_agreement(peers, path: str, sizes: Sizes, seed: int = 0) -> dict:
   n = sizes.check_new_tokens
   ours_greedy = np.asarray(rljax_generate_fn(params, cfg, ids, n, jax.random.key(0), 0.0)())
   theirs_greedy = hf_generate(peers, model, ids, n, greedy=True)
+  greedy_equal = bool(np.array_equal(ours_greedy, theirs_greedy))
+  tie_margin = None
+  if not greedy_equal:
+    # The first step where the greedy paths part: if HF's own logits there put the two choices
+    # within float32 noise of each other (a random model's logits are nearly flat), the paths
+    # differ by a near-tie, not by a different model. The margin is reported either way.
+    row, step = np.argwhere(ours_greedy != theirs_greedy)[0]
+    prefix = np.concatenate([ids[row], theirs_greedy[row, :step]])[None].astype(np.int64)
+    with torch.inference_mode():
+      last = model(input_ids=torch.from_numpy(prefix)).logits.float().numpy()[0, -1]
+    tie_margin = float(abs(last[ours_greedy[row, step]] - last[theirs_greedy[row, step]]))
+    greedy_equal = tie_margin <= 1e-5 * max(1.0, float(np.max(np.abs(last))))
   return dict(max_abs_logit_diff=float(np.max(np.abs(ours - theirs))),
               logit_scale=float(np.max(np.abs(theirs))),
               next_token_equal=bool(np.array_equal(ours.argmax(-1), theirs.argmax(-1))),
-              greedy_equal=bool(np.array_equal(ours_greedy, theirs_greedy)),
+              greedy_equal=greedy_equal, tie_margin=tie_margin,
               greedy_tokens=int(ours_greedy.size), rljax_greedy=ours_greedy,
               hf_greedy=theirs_greedy)
 
@@ -404,7 +416,9 @@ def run_sampling(sizes: Sizes, path: str, peers, reps: int, seed: int) -> list[d
     print(f"same model check (f32, 2 prompts): max |logit diff| rl_jax vs HF "
           f"{a['max_abs_logit_diff']:.2e} (logits up to {a['logit_scale']:.1f}); next-token "
           f"argmax equal: {'yes' if a['next_token_equal'] else 'NO'}; {a['greedy_tokens']} "
-          f"greedy tokens equal: {'yes' if a['greedy_equal'] else 'NO'}")
+          f"greedy tokens equal: {'yes' if a['greedy_equal'] else 'NO'}"
+          + ("" if a["tie_margin"] is None else
+             f" (paths part at a near-tie: HF logit margin {a['tie_margin']:.1e})"))
   rows = []
   for dtype in ("float32", "bfloat16"):
     overrides = {} if dtype == "float32" else dict(param_dtype="bfloat16", dtype="bfloat16")
@@ -553,7 +567,8 @@ def child_rljax(spec: dict) -> None:
     _, valid = encode_prompts(ctx.tokenizer, [ctx.task.prompt_fn(p) for p in problems],
                               exp.prompt_len)
     _send({"event": "ready", "prompt_tokens": int(valid.sum(1).min()),
-           "logprob_impl": exp.logprob_impl, "num_microbatches": exp.rl.num_microbatches,
+           "logprob_impl": exp.logprob_impl,
+           "num_microbatches": setup.update_cfg.num_microbatches,  # resolved (0 = by memory)
            "params": ctx.model_cfg.num_params(), "devices": len(jax.devices())})
     key = ctx.stage_key("rl")
     for step in range(spec["steps"]):
@@ -686,8 +701,9 @@ def grpo_variants() -> list[tuple[str, str]]:
   impl, microbatches = quickstart_defaults()
   if (impl, microbatches) == ("naive", 1):
     return [("rl_jax (defaults: naive log-prob, 1 micro-batch)", "defaults")]
-  return [(f"rl_jax (defaults: {impl} log-prob, {microbatches} micro-batch"
-           f"{'es' if microbatches > 1 else ''})", "defaults"),
+  batches = ("micro-batches by memory" if microbatches == 0 else
+             f"{microbatches} micro-batch{'es' if microbatches > 1 else ''}")
+  return [(f"rl_jax (defaults: {impl} log-prob, {batches})", "defaults"),
           ("rl_jax (naive log-prob, 1 micro-batch)", "naive")]
 
 
@@ -696,8 +712,9 @@ def grpo_row_text(r: dict, trl_row: dict | None) -> str:
     return (f"| {r['label']} | {NOT_INSTALLED} | {NOT_INSTALLED} | {NOT_INSTALLED} | "
             f"{NOT_INSTALLED} | n/a | n/a | n/a |")
   ok = trl_row is not None and trl_row.get("total") is not None and r is not trl_row
-  vs_time = f"{r['total'] / trl_row['total']:.2f}" if ok else ("1.00" if r is trl_row else "n/a")
-  vs_rss = f"{r['rss_gib'] / trl_row['rss_gib']:.2f}" if ok else ("1.00" if r is trl_row else "n/a")
+  # 3 significant digits: a tiny --quick step can be 100x faster than TRL's (0.012, not 0.01)
+  vs_time = f"{r['total'] / trl_row['total']:.3g}" if ok else ("1.00" if r is trl_row else "n/a")
+  vs_rss = f"{r['rss_gib'] / trl_row['rss_gib']:.3g}" if ok else ("1.00" if r is trl_row else "n/a")
   secs = lambda x: f"{x:.2f}" if x >= 0.1 else f"{x:.3g}"  # quick steps take milliseconds
   return (f"| {r['label']} | {secs(r['total'])} | {secs(r['rollout'])} | {secs(r['update'])} | "
           f"{r['rss_gib']:.2f} | {vs_time} | {vs_rss} | {r['len_mean']:.1f} |")
@@ -740,14 +757,18 @@ def run_grpo(sizes: Sizes, path: str, reps: int, seed: int, with_trl: bool) -> l
     r.update({p: statistics.median(t[p] for t in timed) for p in ("rollout", "update", "total")})
     r.update(len_mean=statistics.mean(t["len_mean"] for t in times[name]),
              rss_gib=done[name]["rss_gib"], ready=ready[name])
-  prompt_tokens = [f"rl_jax {ready[rows[0]['label']]['prompt_tokens']}"]
+  first = rows[0]["label"]
+  for r in rows:  # the micro-batch count the defaults resolved to
+    if "by memory" in r["label"] and "ready" in r:
+      r["label"] = r["label"].replace("by memory", f"by memory: {r['ready']['num_microbatches']}")
+  prompt_tokens = [f"rl_jax {ready[first]['prompt_tokens']}"]
   if with_trl:
     prompt_tokens.append(f"TRL {times[trl_row['label']][0]['prompt_tokens']}")
   trl_info = (f"; TRL: optimizer {ready[trl_row['label']]['optim']}, attention "
               f"{ready[trl_row['label']]['attn']}, torch threads "
               f"{ready[trl_row['label']]['torch_threads']}" if with_trl else
               f"; TRL: {NOT_INSTALLED}")
-  print(f"model {ready[rows[0]['label']]['params'] / 1e6:.1f}M params; tokens per prompt: "
+  print(f"model {ready[first]['params'] / 1e6:.1f}M params; tokens per prompt: "
         f"{', '.join(prompt_tokens)}; median of {reps} interleaved timed steps after 1 warm-up "
         f"step per side" + trl_info)
   mixed = [name for name, d in done.items() if d["other_framework_loaded"]]

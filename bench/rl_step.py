@@ -18,6 +18,18 @@ swapped every step, so load on the machine hits both alike); step 0 of each comp
 timed. Per part the median over `--steps` steps: rollout (prompts, generate, detokenise, rewards),
 update (`train_on_rollout`, blocked on) and total (the whole step, wall clock); the ratio new/old
 per part. No SFT: a random policy of the same shapes costs the same per step.
+
+    python bench/rl_step.py --update-flops [--quick] [--reps 3]
+
+The update's achieved FLOP/s against a dense matmul measured in the same run: the compiled update
+step (`rl_jax.update.update_step_fn`, GRPO loss, one AdamW step) on the GRPO workload of
+bench/peers.py (its 29.4M-parameter Qwen3, 16 prompts x G=8 = 128 rows of 32 + 64 tokens), for
+the training defaults (fused log-probs, micro-batches chosen by memory) and for naive log-probs
+in one micro-batch. Work counted: 6 x tokens x (matmul parameters + the unembedding) plus the
+attention's two matmuls (QK^T, PV: 4 x t^2 x H x Hd per row and layer, x3 for the backward) --
+the work of one forward and backward, whatever remat recomputes. The matmul reference is the
+best of a square [2048]^3 product and the update's own MLP shape [rows*t, D] x [D, F], timed
+before and after the updates (best of both), so "% of matmul" compares like with like.
 """
 from __future__ import annotations
 
@@ -132,13 +144,119 @@ def build(args):
   return exp, ctx, setup, new_state, old_state
 
 
+# bench/peers.py's model (its FULL sizes): the GRPO workload the issue compares with TRL.
+FLOPS_MODEL = dict(vocab_size=8192, hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4,
+                   head_dim=64, intermediate_size=1536, tie_embeddings=True)
+FLOPS_QUICK_MODEL = dict(vocab_size=256, hidden_size=64, num_layers=2, num_heads=4,
+                         num_kv_heads=2, head_dim=16, intermediate_size=192, tie_embeddings=True)
+FLOPS_HEADER = ("update", "micro-batches", "s/update", "GFLOP/s", "% of matmul")
+
+
+def update_flop_count(cfg, rows: int, seq_len: int) -> float:
+  """FLOPs of one forward + backward over rows x seq_len tokens (module docstring)."""
+  d, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+  q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+  matmul_params = cfg.num_layers * (d * q + 2 * d * kv + q * d + 3 * d * f) + d * v
+  attention = cfg.num_layers * 4 * seq_len ** 2 * q  # per row, forward
+  return 6.0 * rows * seq_len * matmul_params + 3.0 * rows * attention
+
+
+def matmul_gflops(m: int, k: int, n: int, reps: int) -> float:
+  """Best-of-`reps` f32 GFLOP/s of one jitted [m, k] x [k, n] product."""
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(m, k)), jnp.float32)
+  b = jnp.asarray(np.random.default_rng(1).normal(size=(k, n)), jnp.float32)
+  f = jax.jit(jnp.matmul)
+  f(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    f(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * m * k * n / best / 1e9
+
+
+def time_update(cfg, rows: int, seq_len: int, logprob_impl: str, num_microbatches: int,
+                reps: int) -> float:
+  """Best-of-`reps` seconds of one compiled GRPO update step on random tokens."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import functools  # pylint: disable=g-import-not-at-top
+  from rl_jax import optim  # pylint: disable=g-import-not-at-top
+  from rl_jax.algorithms import losses  # pylint: disable=g-import-not-at-top
+  from rl_jax.models import qwen3  # pylint: disable=g-import-not-at-top
+  from rl_jax.update import UpdateCfg, UpdateKnobs, update_step_fn  # pylint: disable=g-import-not-at-top
+  pre = losses.preset("grpo")
+  ucfg = UpdateCfg(model=cfg, loss=dataclasses.replace(pre.cfg, use_kl_loss=False),
+                   optim=optim.OptimCfg(), num_microbatches=num_microbatches,
+                   logprob_impl=logprob_impl)
+  state = init_train_state(qwen3.init_params(cfg, jax.random.key(0)), ucfg)
+  rng = np.random.default_rng(0)
+  prompt = seq_len // 3
+  batch = Batch(tokens_BxL=jnp.asarray(rng.integers(0, cfg.vocab_size, (rows, seq_len)),
+                                       jnp.int32),
+                valid_BxL=jnp.ones((rows, seq_len), bool),
+                loss_mask_BxL=jnp.asarray(np.arange(seq_len)[None] >= prompt, jnp.float32)
+                * jnp.ones((rows, 1), jnp.float32),
+                old_logp_BxL=jnp.full((rows, seq_len), -9.0, jnp.float32), ref_logp_BxL=None,
+                advantages_B=jnp.asarray(rng.normal(size=rows), jnp.float32))
+  knobs = UpdateKnobs.create(losses.LossKnobs.create(**{**pre.knobs, "beta": 0.0}), 1e-6)
+  step = jax.jit(functools.partial(update_step_fn, cfg=ucfg), donate_argnums=(0,)).lower(
+      state, batch, knobs).compile()
+  state, _ = step(state, batch, knobs)  # warm-up
+  jax.block_until_ready(state)
+  best = float("inf")
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    state, _ = step(state, batch, knobs)
+    jax.block_until_ready(state)
+    best = min(best, time.perf_counter() - t0)
+  return best
+
+
+def run_update_flops(quick: bool, reps: int) -> dict:
+  """The update's GFLOP/s for the defaults and for naive / one micro-batch, vs a matmul."""
+  from rl_jax import plan as plan_lib  # pylint: disable=g-import-not-at-top
+  from rl_jax.models.config import get_model_config  # pylint: disable=g-import-not-at-top
+  cfg = get_model_config("tiny", **(FLOPS_QUICK_MODEL if quick else FLOPS_MODEL))
+  rows, seq_len = (8, 16) if quick else (128, 96)
+  budget = int(experiment.RLSection().microbatch_budget_mib * 2**20)
+  auto_m, _ = plan_lib.choose_microbatches(cfg, {"data": 1}, rows=rows, seq_len=seq_len,
+                                           budget_bytes=budget)
+  shapes = ((2048, 2048, 2048), (rows * seq_len, cfg.hidden_size, cfg.intermediate_size))
+  matmul = max(matmul_gflops(*shape, reps) for shape in shapes)
+  variants = (("defaults (auto log-prob, by memory)", "auto", auto_m), ("naive log-prob", "naive", 1))
+  seconds = {label: time_update(cfg, rows, seq_len, impl, m, reps) for label, impl, m in variants}
+  matmul = max(matmul, max(matmul_gflops(*shape, reps) for shape in shapes))
+  work = update_flop_count(cfg, rows, seq_len)
+  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__}, backend {jax.default_backend()}; load average "
+        f"{os.getloadavg()[0]:.2f}")
+  print(f"update: {rows} rows x {seq_len} tokens, model {cfg.num_params() / 1e6:.1f}M params, "
+        f"{work / 1e12:.3f} TFLOP per update; matmul reference {matmul:.0f} GFLOP/s (best of "
+        f"{[list(s) for s in shapes]}, before and after); best of {reps} updates")
+  print("| " + " | ".join(FLOPS_HEADER) + " |\n|---|---:|---:|---:|---:|")
+  result = {"matmul_gflops": matmul, "flops": work, "rows": {}}
+  for label, _, m in variants:
+    gflops = work / seconds[label] / 1e9
+    result["rows"][label] = dict(microbatches=m, seconds=seconds[label], gflops=gflops,
+                                 share=gflops / matmul)
+    print(f"| {label} | {m} | {seconds[label]:.3f} | {gflops:.1f} | {100 * gflops / matmul:.1f}% |")
+  return result
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=None, help="timed steps (default 5; quick 2)")
   parser.add_argument("--prompts", type=int, default=None, help="prompts per step (64; quick 4)")
   parser.add_argument("--group", type=int, default=None, help="samples per prompt (8; quick 4)")
   parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds (the test)")
+  parser.add_argument("--update-flops", action="store_true",
+                      help="instead: the update's GFLOP/s vs a matmul (module docstring)")
+  parser.add_argument("--reps", type=int, default=3, help="timed calls (--update-flops; best)")
   args = parser.parse_args(argv)
+  if args.update_flops:
+    if args.reps < 1:
+      parser.error(f"--reps must be >= 1, got {args.reps}")
+    return run_update_flops(args.quick, args.reps)
   defaults = (2, 4, 4) if args.quick else (5, 64, 8)
   for name, default in zip(("steps", "prompts", "group"), defaults):
     if getattr(args, name) is None:

@@ -25,7 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
                                          warmup_steps=20, schedule="cosine"))
   c.rl = ml_collections.ConfigDict(dict(
       algorithm="grpo", steps=150, prompts_per_step=64, group_size=8, num_epochs=1,
-      num_minibatches=1, num_microbatches=1, temperature=1.0, top_p=1.0, top_k=0,
+      num_minibatches=1, num_microbatches=0, microbatch_budget_mib=512.0, temperature=1.0,
+      top_p=1.0, top_k=0,
       eps_low=None, eps_high=None, eps_c=None, beta=0.0, kl_estimator=None, use_kl_loss=False,
       agg=None, adv_normalize=None, learning_rate=2e-4, warmup_steps=15, schedule="constant",
       weight_decay=0.0, max_grad_norm=1.0, dynamic_sampling=False, max_draws=4,

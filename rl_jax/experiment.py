@@ -102,7 +102,13 @@ class RLSection:
   prompts_per_step: prompts per rollout batch; group_size: samples per prompt (G).
   num_epochs / num_minibatches: optimizer passes over each rollout batch and mini-batches per
     pass (PPO-style; 1 x 1 is strictly on-policy and the ratio is 1).
-  num_microbatches: gradient accumulation inside one optimizer step (exact for every mode).
+  num_microbatches: gradient accumulation inside one optimizer step (exact for every mode);
+    0 = chosen by memory: the fewest micro-batches whose planned per-device activations +
+    log-prob temporaries fit `microbatch_budget_mib` (`rl_jax.plan.choose_microbatches`,
+    the planner's formulas with the model's remat policy; logged as update/num_microbatches).
+  microbatch_budget_mib: that budget in MiB per device (used when num_microbatches == 0).
+    512 suits a CPU, where small micro-batches also run faster (docs/benchmarks.md); on an
+    accelerator raise it toward the memory left after params and optimizer state.
   temperature / top_p / top_k: sampling knobs (traced).
   eps_low / eps_high / eps_c / beta: clip range, dual clip, KL coefficient (traced).
   kl_estimator: k1 | k2 | k3; use_kl_loss: add beta*KL to the loss (reference = the params the
@@ -139,7 +145,8 @@ class RLSection:
   group_size: int = 8
   num_epochs: int = 1
   num_minibatches: int = 1
-  num_microbatches: int = 1
+  num_microbatches: int = 0
+  microbatch_budget_mib: float = 512.0
   temperature: float = 1.0
   top_p: float = 1.0
   top_k: int = 0
@@ -166,6 +173,57 @@ class RLSection:
   rollout: RolloutSection = RolloutSection()
   scorer: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "task"})
   advantage: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "group"})
+  sweep: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  start_from: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferenceSection:
+  """Preference optimisation on (prompt, chosen, rejected) pairs: DPO / IPO / SimPO
+  (`rl_jax.algorithms.preference`, `rl_jax.stages.preference`). 0 steps skips the stage.
+  steps: optimizer steps. batch_size: pairs per step (every step draws them from one
+    permutation of the pairs per epoch).
+  loss: "dpo" (sigmoid; arXiv 2305.18290) | "ipo" (arXiv 2310.12036, length-normalised as in
+    TRL) | "simpo" (arXiv 2405.14734, reference-free).
+  beta: inverse temperature (DPO typical 0.1; SimPO 2-2.5). gamma: SimPO target margin (0 for
+    dpo / ipo). label_smoothing: conservative DPO: the assumed probability that a pair's label is
+    flipped, in [0, 0.5) (dpo and simpo; 0 for ipo).
+  nll_coef: alpha of the chosen response's per-token NLL added to the loss (RPO, arXiv
+    2404.19733; TRL's rpo_alpha); keeps the chosen likely while the margin grows; 0 = off.
+  reference_free: dpo / ipo against a uniform reference (log pi_ref = 0) instead of the stage's
+    start params. Otherwise the reference is the params the stage starts from, and its sequence
+    log-probs are computed once per dataset at the stage's start (ref_batch_size pairs per
+    forward chunk; 0 = batch_size) and cached.
+  learning_rate / warmup_steps / schedule / min_lr_ratio / weight_decay / max_grad_norm: the
+    optimizer (`rl_jax.optim.OptimCfg`; decay ends at `steps`).
+  num_microbatches: micro-batches of whole pairs per step (exact accumulation).
+  pairs: kwargs of the task's `preference_pairs(**pairs)` provider (`rl_jax.tasks.TaskData`),
+    e.g. which negatives a project's pairs use.
+  skip_malformed: pairs that are empty, identical (chosen == rejected) or longer than the slot
+    layout (prompt > prompt_len or response + EOS > max_new_tokens tokens) are an error naming
+    their record indices; True skips them instead (their count is logged).
+  sweep: {field: (values...)} over this section (nested dicts for `pairs`, e.g.
+    {"pairs": {"negatives": ("random", "ecd")}}): one preference stage per combination, each
+    starting from the same params, named like "preference_negatives=ecd"; empty = one stage.
+  start_from: as in `SupervisedSection`."""
+  steps: int = 0
+  batch_size: int = 32
+  loss: str = "dpo"
+  beta: float = 0.1
+  gamma: float = 0.0
+  label_smoothing: float = 0.0
+  nll_coef: float = 0.0
+  reference_free: bool = False
+  ref_batch_size: int = 0
+  learning_rate: float = 1e-4
+  warmup_steps: int = 0
+  schedule: str = "constant"
+  min_lr_ratio: float = 0.0
+  weight_decay: float = 0.0
+  max_grad_norm: float = 1.0
+  num_microbatches: int = 1
+  pairs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  skip_malformed: bool = False
   sweep: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   start_from: str = ""
 
@@ -213,8 +271,8 @@ class Experiment:
     f32 [B, T, V] logits). log_every: progress-bar refresh in steps.
   timing: block on each update to report exact time/update_s (off: the update is only
     dispatched and overlaps the host work of the next step; time/update_s is dispatch time).
-  stages: the stages run in order, each a section of the same name (pretrain, sft, rl;
-    preference is reserved); a stage with 0 steps is skipped.
+  stages: the stages run in order, each a section of the same name (pretrain, sft, rl,
+    preference); a stage with 0 steps is skipped.
   report: {"name": registered report, **kwargs} run at the end over the workdir ({} = none).
   sections: project sections (`register_section`), by name."""
   seed: int = 0
@@ -232,6 +290,7 @@ class Experiment:
   pretrain: SupervisedSection = SupervisedSection()
   sft: SupervisedSection = SupervisedSection()
   rl: RLSection = RLSection()
+  preference: PreferenceSection = PreferenceSection()
   eval: EvalSection = EvalSection()
   checkpoint: CheckpointSection = CheckpointSection()
   mesh: MeshSection = MeshSection()
@@ -344,32 +403,33 @@ def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()):
       yield prefix + (key,), value
 
 
-def sweep_variants(rl: RLSection) -> list[tuple[str, dict[str, Any], RLSection]]:
-  """(stage name, {path: value}, section) per combination of `rl.sweep` (product, in order).
+def sweep_variants(section, kind: str = "rl") -> list[tuple[str, dict[str, Any], Any]]:
+  """(stage name, {path: value}, section) per combination of `section.sweep` (product, in
+  order), for the stage kinds with a sweep (rl, preference).
 
-  The name lists the swept values ("rl_gate=none_lam=0.1"); no sweep gives [("rl", {}, rl)]."""
-  if not rl.sweep:
-    return [("rl", {}, rl)]
-  leaves = list(_leaves(rl.sweep))
+  The name lists the swept values ("rl_gate=none_lam=0.1"); no sweep gives [(kind, {}, section)]."""
+  if not section.sweep:
+    return [(kind, {}, section)]
+  leaves = list(_leaves(section.sweep))
   for path, values in leaves:
     if not isinstance(values, (tuple, list)) or not values:
-      raise ValueError(f"config rl.sweep.{'.'.join(path)} must be a non-empty tuple of values, "
-                       f"got {values!r}")
+      raise ValueError(f"config {kind}.sweep.{'.'.join(path)} must be a non-empty tuple of "
+                       f"values, got {values!r}")
   out = []
-  base = dataclasses.replace(rl, sweep={})
+  base = dataclasses.replace(section, sweep={})
   for combo in itertools.product(*(values for _, values in leaves)):
-    section = base
+    variant = base
     overrides = {}
     for (path, _), value in zip(leaves, combo):
       try:
-        section = _set_path(section, path, value)
+        variant = _set_path(variant, path, value)
       except KeyError as e:
-        raise ValueError(f"config rl.sweep.{'.'.join(path)}: rl has no field {e.args[0]!r} "
-                         "there") from None
+        raise ValueError(f"config {kind}.sweep.{'.'.join(path)}: {kind} has no field "
+                         f"{e.args[0]!r} there") from None
       overrides[".".join(path)] = value
-    name = "rl_" + "_".join(f"{p.split('.')[-1]}={v:g}" if isinstance(v, float) else
-                            f"{p.split('.')[-1]}={v}" for p, v in overrides.items())
-    out.append((name, overrides, section))
+    name = f"{kind}_" + "_".join(f"{p.split('.')[-1]}={v:g}" if isinstance(v, float) else
+                                 f"{p.split('.')[-1]}={v}" for p, v in overrides.items())
+    out.append((name, overrides, variant))
   return out
 
 

@@ -196,6 +196,38 @@ def plan(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, s
   return out
 
 
+def choose_microbatches(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, rows: int,
+                        seq_len: int, budget_bytes: int, logprob: str = "fused",
+                        remat: str | None = None) -> tuple[int, int]:
+  """The fewest micro-batches whose planned per-device temporaries fit `budget_bytes`.
+
+  A micro-batch's temporaries are `activations + logits` of `plan()` (the module docstring's
+  formulas, so the remat policy and the log-prob path count). Candidates are the divisors M of
+  `rows`; one whose micro-batch still splits over the data axes (data x fsdp) is preferred, so
+  the rows stay sharded. Fewer micro-batches mean fewer, larger matmuls, which suits
+  accelerators; on a CPU, smaller ones also run faster, since they stay in cache
+  (docs/benchmarks.md). When even one row per device does not fit, the most micro-batches are
+  used (the planner's `total` then says by how much the run exceeds the budget).
+
+  Returns:
+    (M, planned temporaries of one micro-batch in bytes).
+  """
+  if rows < 1 or budget_bytes <= 0:
+    raise ValueError(f"choose_microbatches: need rows >= 1 and budget_bytes > 0, got rows={rows}, "
+                     f"budget_bytes={budget_bytes}")
+  shards = int(mesh_shape.get("data", 1)) * int(mesh_shape.get("fsdp", 1))
+  divisors = [m for m in range(1, rows + 1) if rows % m == 0]
+  candidates = [m for m in divisors if (rows // m) % shards == 0] or divisors
+  temps = 0
+  for m in candidates:
+    p = plan(model_cfg, mesh_shape, batch=rows, seq_len=seq_len, micro_batch=rows // m,
+             remat=remat, logprob=logprob)
+    temps = p["activations"] + (p["logits_fused"] if logprob == "fused" else p["logits_naive"])
+    if temps <= budget_bytes:
+      return m, temps
+  return candidates[-1], temps
+
+
 def format_plan(p: Mapping[str, Any], header: str = "") -> str:
   """The table `python -m rl_jax.plan` prints for a `plan()` result, under `header`."""
   def row(name, value):

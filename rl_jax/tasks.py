@@ -29,6 +29,10 @@ class TaskData:
   reward_fn(problem, completion_text) -> float (never raises on model text);
   rl_sampler(n, rng) -> n problems for RL prompts (RL needs no solutions, so a generator task
   can draw fresh problems; never from the eval set).
+  preference_pairs(**kwargs) -> records (prompt, chosen, rejected), three strings each: the
+  pairs of a `preference` stage, kwargs from the config's `preference.pairs` (e.g. which
+  negatives); the stage tokenises them (prompt masked out of the loss) and reports malformed
+  records by index (`rl_jax.stages.preference`).
   """
   name: str
   train: Sequence[Any]
@@ -44,6 +48,7 @@ class TaskData:
   stop_ids: tuple[int, ...] = ()
   sft_batch: Callable[[int, np.random.Generator], tuple] | None = None
   pretrain_batch: Callable[[int, np.random.Generator], tuple] | None = None
+  preference_pairs: Callable[..., Sequence[tuple[str, str, str]]] | None = None
 
   def sample_rl(self, n: int, rng: np.random.Generator) -> list:
     if self.rl_sampler is not None:

@@ -232,3 +232,45 @@ def test_remat_field_moves_planned_and_compiled_activation_bytes_together():
   assert planned["none"] > planned["dots"] > planned["full"], planned
   ratio = (compiled["none"] - compiled["full"]) / (planned["none"] - planned["full"])
   assert 0.5 < ratio < 3.0, (compiled, planned)
+
+
+def _hand_temporaries(cfg, rows_per_device: int, t: int) -> int:
+  """remat="none" activations + fused log-prob tiles by the module docstring's formula, written
+  out by hand (f32 compute, tensor=1)."""
+  d, f, q, kv = cfg.hidden_size, cfg.intermediate_size, cfg.num_heads * cfg.head_dim, \
+      cfg.num_kv_heads * cfg.head_dim
+  per_layer = rows_per_device * t * 4 * (4 * d + 3 * q + 3 * kv + 4 * f)
+  per_layer += rows_per_device * cfg.num_heads * t * t * (4 + 4)
+  n_tok = rows_per_device * t
+  from rl_jax.kernels.fused_logprob import xla as fused_xla
+  tiles = 3 * min(fused_xla.DEFAULT_BLOCK_N, n_tok) * min(fused_xla.DEFAULT_BLOCK_V,
+                                                          cfg.vocab_size) * 4
+  return cfg.num_layers * per_layer + tiles + n_tok * d * 4
+
+
+@pytest.mark.parametrize("mesh,budget_rows,expected", [
+    ({"data": 1}, 1000, 1),      # everything fits: one micro-batch
+    ({"data": 1}, 40, 2),        # 64 rows do not fit, 32 do
+    ({"data": 1}, 9, 8),         # 8 rows per micro-batch
+    ({"data": 1}, 0.5, 64),      # not even one row: the most micro-batches
+    ({"data": 4}, 9, 2),         # 32-row micro-batches are 8 rows per device, which fit
+    ({"data": 4}, 0.5, 16),      # one row per device is the finest split that stays sharded
+])
+def test_choose_microbatches_is_the_fewest_that_fit_the_budget(mesh, budget_rows, expected):
+  cfg = get_model_config("tiny", remat="none", dtype="float32", param_dtype="float32")
+  per_row = _hand_temporaries(cfg, 1, 32)
+  # The budget is given in rows' worth of temporaries (a row's bytes grow slightly sub-linearly
+  # through the fixed tiles, so k rows need at most k * per_row).
+  m, temps = planner.choose_microbatches(cfg, mesh, rows=64, seq_len=32,
+                                         budget_bytes=int(budget_rows * per_row))
+  assert m == expected
+  shards = mesh["data"]
+  assert temps == _hand_temporaries(cfg, 64 // m // shards, 32)
+
+
+def test_choose_microbatches_rejects_bad_sizes():
+  cfg = get_model_config("tiny")
+  with pytest.raises(ValueError, match="rows >= 1 and budget_bytes > 0"):
+    planner.choose_microbatches(cfg, {}, rows=0, seq_len=8, budget_bytes=1)
+  with pytest.raises(ValueError, match="rows >= 1 and budget_bytes > 0"):
+    planner.choose_microbatches(cfg, {}, rows=8, seq_len=8, budget_bytes=0)

@@ -12,12 +12,13 @@ from rl_jax.stages import supervised
 from rl_jax.tokenizers import load_tokenizer
 
 
-def test_preference_stage_is_reserved(load_config):
+def test_preference_stage_is_planned_like_the_others(load_config):
   c = load_config("quickstart")
   c["stages"] = ("sft", "rl", "preference")
-  with pytest.raises(ValueError, match=r"'preference' stage kind is reserved and not "
-                                       r"implemented yet"):
-    experiment.from_config_dict(c)
+  assert [s.name for s in stages.plan(experiment.from_config_dict(c))] == ["sft", "rl"]
+  c["preference"] = {"steps": 3}  # tests/preference_stage_test.py runs the stage
+  specs = stages.plan(experiment.from_config_dict(c))
+  assert [(s.name, s.kind, s.start_from) for s in specs][-1] == ("preference", "preference", "rl")
 
 
 def test_start_from_a_missing_stage_is_an_error(load_config):

@@ -6,7 +6,7 @@
 
 `problems` holds one entry per prompt (row r of the rollout belongs to problems[r // G]).
 
-Registered:
+Registered (and "swap", SWAP step-wise length penalties: `rl_jax.algorithms.swap`):
   "group":   GRPO / Dr. GRPO group baseline (`advantages.group_advantages`), normalisation from
              rl.adv_normalize (resolved from the loss preset).
   "rloo":    leave-one-out baseline (`advantages.rloo_advantages`).
@@ -241,3 +241,8 @@ def gated_advantage(*, section, gate: str = "native_success", lam: float = 0.1,
                         cost_free_until_rate=cost_free_until_rate,
                         decision_weight=decision_weight, cost_key=cost_key,
                         attempted_key=attempted_key, used_key=used_key)
+
+
+# Registers "swap" (SWAP step-wise length penalties) here and its "swap" rollout; imported last:
+# the module imports ADVANTAGES from this one.
+from rl_jax.algorithms import swap as _swap  # noqa: E402,F401  pylint: disable=g-import-not-at-top

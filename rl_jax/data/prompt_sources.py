@@ -14,7 +14,12 @@ too), which is where a stateful pool learns.
 
 Registered: "task" (stateless, the task's `sample_rl`), "epochs" (passes over `task.train`
 without replacement), "retire_solved" (epochs that retire prompts every sample of which was
-correct `retire_after` visits in a row).
+correct `retire_after` visits in a row), "heapa" (HeaPA's heap pool with on-policy augmentation,
+`rl_jax.algorithms.heapa`, registered by the import at the end of this module).
+
+A source with a `metrics(state) -> {name: float}` method has them logged every step; one with
+`needs_policy = True` gets `observe(..., params=, key=)` (the current policy, e.g. to rewrite
+prompts).
 """
 from __future__ import annotations
 
@@ -161,3 +166,7 @@ def epoch_source(*, ctx, stage: str) -> EpochSource:
 def retire_solved_source(*, ctx, stage: str, retire_after: int = 2,
                          threshold: float = 1.0) -> RetireSolvedSource:
   return RetireSolvedSource(ctx, stage, retire_after, threshold)
+
+
+# Imported last: heapa imports this module's registry (registers "heapa").
+from rl_jax.algorithms import heapa  # pylint: disable=g-import-not-at-top,wrong-import-position,unused-import

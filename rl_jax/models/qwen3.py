@@ -227,20 +227,32 @@ def positions_from_mask(valid_BxS: jax.Array) -> jax.Array:
   return jnp.maximum(jnp.cumsum(valid_BxS.astype(jnp.int32), axis=-1) - 1, 0)
 
 
-def _attention_mask(kv_valid_BxS: jax.Array, t: int, slot_start) -> jax.Array:
-  """[B, T, S]: query slot slot_start + i sees valid slots at or before it (causal + padding)."""
+def _attention_mask(kv_valid_BxS: jax.Array, t: int, slot_start,
+                    attend_BxTxS: jax.Array | None = None) -> jax.Array:
+  """[B, T, S]: query slot slot_start + i sees valid slots at or before it (causal + padding),
+  and, when `attend_BxTxS` is given, only those of them where it is True."""
   query_slot_T = slot_start + jnp.arange(t)
   causal_TxS = jnp.arange(kv_valid_BxS.shape[1])[None, :] <= query_slot_T[:, None]
-  return causal_TxS[None] & kv_valid_BxS[:, None, :].astype(bool)
+  mask_BxTxS = causal_TxS[None] & kv_valid_BxS[:, None, :].astype(bool)
+  if attend_BxTxS is None:
+    return mask_BxTxS
+  return mask_BxTxS & attend_BxTxS.astype(bool)
 
 
 def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
             kv_valid_BxS: jax.Array, *, cfg: ModelConfig, cache: KVCache | None = None,
-            slot_start: jax.Array | int = 0) -> tuple[jax.Array, KVCache | None]:
+            slot_start: jax.Array | int = 0, attend_BxTxS: jax.Array | None = None
+            ) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder on T tokens occupying slots [slot_start, slot_start + T).
 
   Without a cache, S == T and the tokens are the whole sequence. With a cache of S slots, keys
   and values of the new tokens are written into it and queries attend to every valid earlier slot.
+
+  `attend_BxTxS` (optional, bool): query i may attend to slot j only where it is True, on top of
+  the causal and padding mask. Several sequences that share a prefix then run in one pass, e.g.
+  probe segments appended after a response, each seeing only its own prefix and itself (SWAP's
+  step-prefix probes, `rl_jax.algorithms.swap`); the caller gives each segment its positions.
+  None (the default) is the plain causal forward, unchanged.
 
   Returns:
     (hidden_BxTxD after the final norm, updated cache or None). Use `logits` or the fused
@@ -252,7 +264,7 @@ def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
     raise ValueError(f"without a cache kv_valid must cover the T={t} tokens, got S={num_slots}")
   compute_dtype = _dtype(cfg.dtype)
   x = params["embed"]["embedding"][tokens_BxT].astype(compute_dtype)
-  mask_BxTxS = _attention_mask(kv_valid_BxS, t, slot_start)
+  mask_BxTxS = _attention_mask(kv_valid_BxS, t, slot_start, attend_BxTxS)
 
   def layer(x, scanned):
     block_params, k_cache, v_cache = scanned

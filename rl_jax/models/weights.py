@@ -218,7 +218,7 @@ def read_hf_config(config_path: str) -> dict:
 # loadable by name wherever a checkpoint folder is expected (`model.hf_checkpoint`).
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                            "assets", "checkpoints")
-BUNDLED = ("arith_tiny_sft",)
+BUNDLED = ("arith_tiny_sft", "swap_tiny_sft")
 
 
 def resolve_checkpoint(path: str) -> str:

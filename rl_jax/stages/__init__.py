@@ -1,8 +1,8 @@
 """Stage kinds of the one training loop, and the run plan (which stages, from which params).
 
-A run is the config's `stages` in order (`pretrain`, `sft`, `rl`; `preference` is reserved for
-the preference stage), each configured by the section of the same name. A stage with 0 steps is
-skipped. `rl.sweep` expands the RL stage into one stage per combination of swept values, each
+A run is the config's `stages` in order (`pretrain`, `sft`, `rl`, `preference`), each configured
+by the section of the same name. A stage with 0 steps is skipped. `rl.sweep` (and
+`preference.sweep`) expands the stage into one stage per combination of swept values, each
 starting from the same params (the stage before the sweep). Every stage kind is a function
 registered in `STAGES`:
 
@@ -40,13 +40,10 @@ def plan(exp) -> list[StageSpec]:
   previous = ""
   for kind in exp.stages:
     section = getattr(exp, kind, None)
-    if kind == "preference":
-      raise ValueError("config stages: the 'preference' stage kind is reserved and not "
-                       "implemented yet; remove it from config.stages")
     if section.steps == 0:
       continue
     start = section.start_from or previous
-    variants = (experiment.sweep_variants(section) if kind == "rl"
+    variants = (experiment.sweep_variants(section, kind) if hasattr(section, "sweep")
                 else [(kind, {}, section)])
     for name, overrides, variant in variants:
       specs.append(StageSpec(name, kind, variant, start, overrides))
@@ -60,16 +57,20 @@ def plan(exp) -> list[StageSpec]:
 
 
 def check_plan(exp) -> None:
-  """Validates the plan and every RL stage's part configs, before any work is done."""
+  """Validates the plan, every RL stage's part configs and every preference stage's section,
+  before any work is done."""
   # Imported here: the stage modules import the model code.
-  from rl_jax.stages import rl  # pylint: disable=g-import-not-at-top
+  from rl_jax.stages import preference, rl  # pylint: disable=g-import-not-at-top
   for spec in plan(exp):
     if spec.kind == "rl":
       rl.check_section(spec.section, "rl", exp)
+    elif spec.kind == "preference":
+      preference.check_section(spec.section, spec.name)
 
 
 def _register_builtin_kinds() -> None:
-  from rl_jax.stages import rl, supervised  # pylint: disable=g-import-not-at-top,unused-import
+  # pylint: disable-next=g-import-not-at-top,unused-import
+  from rl_jax.stages import preference, rl, supervised
 
 
 _register_builtin_kinds()

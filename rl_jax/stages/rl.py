@@ -24,6 +24,7 @@ import numpy as np
 from rl_jax import logprobs as logprobs_lib
 from rl_jax import metrics as metrics_lib
 from rl_jax import optim, sharding
+from rl_jax import plan as plan_lib
 from rl_jax.algorithms import dapo, losses
 from rl_jax.algorithms.advantage_parts import ADVANTAGES
 from rl_jax.data.prompt_sources import PROMPT_SOURCES
@@ -37,6 +38,7 @@ from rl_jax.update import (UpdateCfg, UpdateKnobs, check_drop_zero_advantage, in
                            make_update_step, train_on_rollout)
 
 _PRESET_FIELDS = ("agg", "kl_estimator", "use_kl_loss")
+_SOURCE_KEY_OFFSET = 1 << 20  # source keys: fold_in(rollout_key, offset + draw)
 _KNOB_FIELDS = ("eps_low", "eps_high", "eps_c", "beta")
 
 
@@ -67,6 +69,10 @@ def check_section(section, where: str, exp) -> None:
   loss_cfg, _ = loss_config(section, exp.max_new_tokens)
   check_drop_zero_advantage(section.drop_zero_advantage, loss_cfg,
                             f"config {where}.drop_zero_advantage")
+  if section.num_microbatches < 0 or section.microbatch_budget_mib <= 0:
+    raise ValueError(f"config {where}.num_microbatches must be >= 0 (0 = chosen by memory) and "
+                     f"{where}.microbatch_budget_mib > 0, got {section.num_microbatches} and "
+                     f"{section.microbatch_budget_mib}")
   if section.learning_rate <= 0:
     raise ValueError(f"config {where}.learning_rate must be > 0 for a stage that trains, got "
                      f"{section.learning_rate}")
@@ -118,20 +124,35 @@ def build_rl(ctx: RunContext, section, name: str = "rl") -> RLSetup:
                              decay_steps=max(r.steps, 1), min_lr_ratio=r.min_lr_ratio,
                              weight_decay=r.weight_decay, max_grad_norm=r.max_grad_norm)
   part = dict(ctx=ctx, section=r)
+  rollout = ROLLOUTS.get(r.rollout.name)(**part)
   return RLSetup(
       ctx=ctx, section=r,
       # Seeded by the stage kind, not its name: every variant of a sweep draws the same prompts
       # (and sampling keys, `run_rl`), so their differences come from the swept values.
       source=PROMPT_SOURCES.build(r.prompt_source, f"{name}.prompt_source", ctx=ctx,
                                   stage="rl"),
-      rollout=ROLLOUTS.get(r.rollout.name)(**part),
+      rollout=rollout,
       scorer=SCORERS.build(r.scorer, f"{name}.scorer", **part),
       advantage=ADVANTAGES.build(r.advantage, f"{name}.advantage", section=r),
       update_cfg=UpdateCfg(model=ctx.model_cfg, loss=loss_cfg, optim=optim_cfg,
-                           num_microbatches=r.num_microbatches,
+                           num_microbatches=num_microbatches(ctx, r, rollout.total_len),
                            logprob_impl=ctx.exp.logprob_impl),
       sample_knobs=SampleKnobs.create(r.temperature, r.top_p, r.top_k),
       update_knobs=UpdateKnobs.create(loss_knobs, r.learning_rate))
+
+
+def num_microbatches(ctx: RunContext, r, seq_len: int) -> int:
+  """`r.num_microbatches`, or for 0 the fewest that fit `r.microbatch_budget_mib` per device
+  (`rl_jax.plan.choose_microbatches` over one optimizer step's rows and the rollout's length;
+  with `drop_zero_advantage` the kept rows are padded to a multiple of it, so it still divides)."""
+  if r.num_microbatches:
+    return r.num_microbatches
+  rows = r.prompts_per_step * r.group_size // r.num_minibatches
+  m, _ = plan_lib.choose_microbatches(
+      ctx.model_cfg, dict(ctx.mesh.shape), rows=rows, seq_len=seq_len,
+      budget_bytes=int(r.microbatch_budget_mib * 2**20),
+      logprob="naive" if ctx.exp.logprob_impl == "naive" else "fused")
+  return m
 
 
 def _draw(setup: RLSetup, params, part_state: dict, step: int, draw: int, key):
@@ -142,8 +163,13 @@ def _draw(setup: RLSetup, params, part_state: dict, step: int, draw: int, key):
   out = setup.rollout(params, problems, jax.random.fold_in(key, draw), setup.sample_knobs)
   rows = [p for p in problems for _ in range(r.group_size)]
   scores = setup.scorer(rows, out)
+  # A source that rewrites prompts with the current policy (HeaPA's on-policy augmentation)
+  # declares `needs_policy` and receives the params and a key of its own for this draw (folded
+  # past every draw index, so it shares no stream with the rollouts').
+  policy = ({"params": params, "key": jax.random.fold_in(key, _SOURCE_KEY_OFFSET + draw)}
+            if getattr(setup.source, "needs_policy", False) else {})
   part_state["source"] = setup.source.observe(source_state, problems, scores.reward_B,
-                                              r.group_size)
+                                              r.group_size, **policy)
   if r.overlong_max_len:
     # Before dynamic sampling's filter (as DAPO): groups that differ only in length are kept.
     penalty = dapo.overlong_penalty(out.rollout.response_len_B, max_len=r.overlong_max_len,
@@ -173,9 +199,12 @@ def rl_iteration(setup: RLSetup, state: TrainState, ref_params, part_state: dict
     _, where, info = dapo.fill_groups(draw, group_size=g, target_groups=r.prompts_per_step,
                                       max_draws=r.max_draws)
     problems, out, scores = _gather(kept, where["draw"], where["row"], g)
+    # Every draw's generated tokens, the rejected groups' too: what the step cost.
+    rollout_tokens = sum(int(np.sum(k[1].rollout.response_len_B)) for k in kept)
   else:
     problems, out, scores = _draw(setup, state.params, part_state, step, 0, rollout_key)
     info = {"num_draws": 1}
+    rollout_tokens = int(np.sum(out.rollout.response_len_B))
   t_rollout = time.perf_counter() - t0
 
   reward_B = scores.reward_B  # with DAPO's overlong penalty (`_draw`)
@@ -212,8 +241,13 @@ def rl_iteration(setup: RLSetup, state: TrainState, ref_params, part_state: dict
                if k != "correct" and np.ndim(v) == 1})
   host.update({"rollout/len_mean": float(lengths.mean()), "rollout/len_max": float(lengths.max()),
                "rollout/truncated_frac": float(np.mean(ro.truncated_B)),
-               "rollout/draws": float(info["num_draws"]), "time/rollout_s": t_rollout,
-               "time/update_s": t_update, **scores.metrics, **adv_metrics})
+               "rollout/draws": float(info["num_draws"]),
+               "rollout/tokens": float(rollout_tokens), "time/rollout_s": t_rollout,
+               "time/update_s": t_update,
+               "update/num_microbatches": float(setup.update_cfg.num_microbatches),
+               **scores.metrics, **adv_metrics})
+  if hasattr(setup.source, "metrics"):  # a stateful source's gauges (e.g. HeaPA's pool/*)
+    host.update(setup.source.metrics(part_state["source"]))
   return state, part_state, {**update_metrics, **host}
 
 
