@@ -1,0 +1,124 @@
+"""The ECD results table and plot, from the eval records of every stage of a run (docs/ecd.md).
+
+Report "ecd" (config `report`), or on finished workdirs:
+
+    python -m rl_jax.projects.ecd.report W
+
+writes into W: ecd_report.md (the table: prompt-level strict and instruction-level accuracy,
+strict accuracy by level, and paired bootstrap 95% intervals of DPO-ECD minus DPO-random and
+minus SFT per level), ecd_results.json (the same numbers) and ecd_levels.png (strict accuracy by
+number of constraints, one line per arm).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from rl_jax.eval.hooks import REPORTS
+from rl_jax.projects.ecd import evaluation
+
+ARM_NAMES = {"sft": "SFT", "preference_negatives=random": "DPO-random",
+             "preference_negatives=ecd": "DPO-ECD", "preference_negatives=both": "DPO-both",
+             "preference": "DPO"}
+
+
+def load_arms(workdir: str) -> dict[str, list[dict[str, Any]]]:
+  """Arm label -> eval records, in the order of config.json's stage plan."""
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    plan = [s["name"] for s in json.load(f)["stage_plan"]]
+  arms = {}
+  for name in plan:
+    path = os.path.join(workdir, "eval", f"{name}.json")
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        arms[ARM_NAMES.get(name, name)] = json.load(f)["records"]
+  if not arms:
+    raise ValueError(f"ECD report: no eval records under {workdir}/eval (run with "
+                     "eval.evaluator={'name': 'ecd'} and eval.at_stage_end=True)")
+  return arms
+
+
+def paired_bootstrap(a_strict, b_strict, *, n: int = 2000, seed: int = 0):
+  """Mean of a - b (per instruction, 0/1) and its 95% percentile interval over resamples of
+  the instructions (paired: both arms answer the same instructions)."""
+  d = np.asarray(a_strict, float) - np.asarray(b_strict, float)
+  rng = np.random.default_rng(seed)
+  means = d[rng.integers(0, len(d), (n, len(d)))].mean(axis=1)
+  return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def compare(arms, a: str, b: str, levels) -> dict[str, list[float]]:
+  """Per level k, and pooled over levels >= 3 (key ">=3"): strict-accuracy difference a - b
+  with its paired bootstrap interval."""
+  out = {}
+  groups = [(str(k), (k,)) for k in levels] + [(">=3", tuple(k for k in levels if k >= 3))]
+  for i, (key, ks) in enumerate(groups):
+    sa = [all(r["satisfied"]) for r in arms[a] if r["level"] in ks]
+    sb = [all(r["satisfied"]) for r in arms[b] if r["level"] in ks]
+    if sa:
+      out[key] = list(paired_bootstrap(sa, sb, seed=i))
+  return out
+
+
+def report(workdir: str) -> dict[str, Any]:
+  arms = load_arms(workdir)
+  table = {arm: evaluation.summarize(records) for arm, records in arms.items()}
+  levels = sorted({r["level"] for rs in arms.values() for r in rs})
+  comparisons = {}
+  for a, b in (("DPO-ECD", "DPO-random"), ("DPO-ECD", "SFT"), ("DPO-both", "DPO-random"),
+               ("DPO-random", "SFT")):
+    if a in arms and b in arms:
+      comparisons[f"{a} - {b}"] = compare(arms, a, b, levels)
+  results = {"table": table, "levels": levels, "strict_difference_ci95": comparisons,
+             "num_instructions": {arm: len(rs) for arm, rs in arms.items()}}
+  with open(os.path.join(workdir, "ecd_results.json"), "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=1)
+
+  head = ["arm", "strict", "instr"] + [f"L{k} strict" for k in levels] + ["L>=3 strict"] + \
+         [f"L{k} instr" for k in levels]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for arm, m in table.items():
+    cells = [arm, f"{m['eval/accuracy']:.3f}", f"{m['eval/instruction_acc']:.3f}"]
+    cells += [f"{m[f'eval/strict_level{k}']:.3f}" for k in levels]
+    high = [all(r["satisfied"]) for r in arms[arm] if r["level"] >= 3]
+    cells.append(f"{np.mean(high):.3f}" if high else "-")
+    cells += [f"{m[f'eval/instruction_level{k}']:.3f}" for k in levels]
+    lines.append("| " + " | ".join(cells) + " |")
+  lines += ["", "Strict-accuracy differences by level, paired bootstrap 95% interval:", ""]
+  for name, by_level in comparisons.items():
+    lines.append(f"- {name}: " + "; ".join(f"L{k} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                                          for k, (d, lo, hi) in by_level.items()))
+  with open(os.path.join(workdir, "ecd_report.md"), "w", encoding="utf-8") as f:
+    f.write("# ECD: strict and instruction-level accuracy by arm\n\n" + "\n".join(lines) + "\n")
+
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for arm, m in table.items():
+    ax.plot(levels, [m[f"eval/strict_level{k}"] for k in levels], marker="o", label=arm)
+  ax.set_xlabel("number of constraints (level)")
+  ax.set_ylabel("prompt-level strict accuracy")
+  ax.set_xticks(levels)
+  ax.set_ylim(0, 1.02)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "ecd_levels.png"), dpi=120)
+  plt.close(fig)
+  print("\n".join(lines))
+  return results
+
+
+if __name__ == "__main__":
+  # Run as a script, this module is a second copy of rl_jax.projects.ecd.report (imported by the
+  # package, which registered the report): use that one, register nothing twice.
+  from rl_jax.projects.ecd import report as registered  # pylint: disable=g-import-not-at-top
+  for w in sys.argv[1:] or ["."]:
+    registered.report(w)
+else:
+  REPORTS.register("ecd")(report)
