@@ -24,17 +24,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
 from rl_jax import metrics as metrics_lib
-from rl_jax import optim, sharding
+from rl_jax import sharding
 from rl_jax.algorithms import preference as preference_losses
 from rl_jax.preference_step import (PairBatch, PreferenceCfg, PreferenceKnobs,
                                     make_preference_step, reference_sequence_logprobs)
-from rl_jax.stages import STAGES
+from rl_jax.stages import STAGES, supervised
 from rl_jax.stages.context import RunContext, stage_id
-from rl_jax.types import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,21 +180,12 @@ def run_preference(ctx: RunContext, spec, params, io) -> Any:
   """Trains `spec.section.steps` preference steps from `params` (also the reference)."""
   s = spec.section
   cfg = PreferenceCfg(
-      model=ctx.model_cfg,
-      optim=optim.OptimCfg(warmup_steps=s.warmup_steps, schedule=s.schedule,
-                           decay_steps=max(s.steps, 1), min_lr_ratio=s.min_lr_ratio,
-                           weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm),
-      kind=s.loss, reference_free=s.reference_free, num_microbatches=s.num_microbatches,
+      model=ctx.model_cfg, optim=supervised.optim_cfg(s), kind=s.loss,
+      reference_free=s.reference_free, num_microbatches=s.num_microbatches,
       logprob_impl=ctx.exp.logprob_impl)
-  state = TrainState(jnp.int32(0), params, optim.make_optimizer(cfg.optim).init(params))
-  state = sharding.shard_train_state(state, ctx.mesh)
-  restored = io.restore({"train": state})
-  start = 0
-  if restored is not None:
-    start, saved, host = restored
-    state = saved["train"]
-    if host.get("done"):
-      return state.params
+  state, start, done = supervised.start_state(ctx, params, cfg.optim, io)
+  if done:
+    return state.params
   data = load_pairs(ctx, s, spec.name)
   if cfg.uses_reference:
     # Once per dataset, from the stage's start params `params` (on a resume too: they are the

@@ -33,6 +33,20 @@ def optim_cfg(section) -> optim.OptimCfg:
                         weight_decay=section.weight_decay, max_grad_norm=section.max_grad_norm)
 
 
+def start_state(ctx: RunContext, params, optim_config: optim.OptimCfg, io):
+  """The stage's train state on the mesh, restored from its last checkpoint if there is one.
+
+  Returns (state, first step to run, done): done means the stage finished before (its final
+  checkpoint is restored and nothing is trained again)."""
+  state = TrainState(jnp.int32(0), params, optim.make_optimizer(optim_config).init(params))
+  state = sharding.shard_train_state(state, ctx.mesh)
+  restored = io.restore({"train": state})
+  if restored is None:
+    return state, 0, False
+  start, saved, host = restored
+  return saved["train"], start, bool(host.get("done"))
+
+
 def demonstration_batches(ctx: RunContext):
   """`batch(batch_size, rng)` over the task's (prompt, completion) pairs: epoch e is one
   permutation of the examples drawn from `default_rng([seed, stage_id("sft"), e])`."""
@@ -73,15 +87,9 @@ def run_supervised(ctx: RunContext, spec, params, io) -> Any:
   s = spec.section
   cfg = SFTCfg(model=ctx.model_cfg, optim=optim_cfg(s), num_microbatches=s.num_microbatches,
                logprob_impl=ctx.exp.logprob_impl)
-  state = TrainState(jnp.int32(0), params, optim.make_optimizer(cfg.optim).init(params))
-  state = sharding.shard_train_state(state, ctx.mesh)
-  restored = io.restore({"train": state})
-  start = 0
-  if restored is not None:
-    start, saved, host = restored
-    state = saved["train"]
-    if host.get("done"):
-      return state.params
+  state, start, done = start_state(ctx, params, cfg.optim, io)
+  if done:
+    return state.params
   batches = _batches(ctx, spec.kind, spec.name)
   lr = jnp.float32(s.learning_rate)
   fetcher = metrics_lib.LateFetcher()
