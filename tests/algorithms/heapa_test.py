@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from rl_jax.algorithms import heapa
+from rl_jax.algorithms import heapa, heapa_pool
 
 
 # ---- the pool against a sorted-list oracle ----------------------------------------------------
@@ -68,32 +68,32 @@ def _check_against_oracle(pool, oracle):
   assert cold == oracle.cold
   assert low | high == set(oracle.reward)
   assert not low & high
-  assert heapa.pool_size(pool) == oracle.size() == len(low) + len(high) + len(cold)
+  assert heapa_pool.pool_size(pool) == oracle.size() == len(low) + len(high) + len(cold)
   assert pool["n_high"] == len(high)
   # The split is a prefix of the sorted order: every hard item is below every easy one.
   assert low == set(oracle.sorted_ids()[:len(low)])
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("mode", heapa.SAMPLING_MODES)
+@pytest.mark.parametrize("mode", heapa_pool.SAMPLING_MODES)
 def test_pool_matches_sorted_list_oracle(seed, mode):
   rng = np.random.default_rng(seed)
   max_size = int(rng.integers(5, 40))
-  pool, oracle = heapa.pool_init(max_size, low_fraction=float(rng.uniform(0.2, 0.8))), None
+  pool, oracle = heapa_pool.pool_init(max_size, low_fraction=float(rng.uniform(0.2, 0.8))), None
   oracle = Oracle(max_size)
   for _ in range(300):
     op = rng.random()
     if op < 0.6:
       reward = None if rng.random() < 0.3 else float(rng.random())  # distinct a.s.
-      rid = heapa.new_record(pool, 0, reward=reward)
-      heapa.pool_insert(pool, rid)
+      rid = heapa_pool.new_record(pool, 0, reward=reward)
+      heapa_pool.pool_insert(pool, rid)
       oracle.insert(rid, reward)
       # Evicted records are gone from the records too.
       assert set(map(int, pool["records"])) >= set(oracle.reward) | set(oracle.cold)
-    elif heapa.pool_size(pool):
-      k = int(rng.integers(1, heapa.pool_size(pool) + 1))
+    elif heapa_pool.pool_size(pool):
+      k = int(rng.integers(1, heapa_pool.pool_size(pool) + 1))
       low_before, high_before, cold_before = _sides(pool)
-      picked = heapa.pool_sample(pool, k, rng, mode)
+      picked = heapa_pool.pool_sample(pool, k, rng, mode)
       assert len(picked) == len(set(picked)) == k
       from_cold = cold_before[:k]
       assert picked[:len(from_cold)] == from_cold  # cold first, FIFO
@@ -123,19 +123,19 @@ def test_boundary_sampling_draws_from_the_2k_nearest_the_median():
   # from the 6 nearest the boundary, 7..12, alternating 10, 9, 11, 8, 12, 7.
   seen = set()
   for seed in range(40):
-    pool = heapa.pool_init(100)
+    pool = heapa_pool.pool_init(100)
     for i in range(20):
-      heapa.pool_insert(pool, heapa.new_record(pool, i, reward=i / 20))
-    picked = heapa.pool_sample(pool, 3, np.random.default_rng(seed))
+      heapa_pool.pool_insert(pool, heapa_pool.new_record(pool, i, reward=i / 20))
+    picked = heapa_pool.pool_sample(pool, 3, np.random.default_rng(seed))
     rewards = sorted(round(pool["records"][str(r)]["r"] * 20) for r in picked)
     assert set(rewards) <= set(range(7, 13))
     seen |= set(rewards)
-    assert heapa.pool_size(pool) == 17 and len(pool["low"]) == 8  # floor(0.5 * 17)
+    assert heapa_pool.pool_size(pool) == 17 and len(pool["low"]) == 8  # floor(0.5 * 17)
   assert seen == set(range(7, 13))  # each of the 6 candidates is drawn, uniformly
-  pool = heapa.pool_init(100)
+  pool = heapa_pool.pool_init(100)
   for i in range(20):
-    heapa.pool_insert(pool, heapa.new_record(pool, i, reward=i / 20))
-  picked = heapa.pool_sample(pool, 4, np.random.default_rng(0), "mixed_easy_medium")
+    heapa_pool.pool_insert(pool, heapa_pool.new_record(pool, i, reward=i / 20))
+  picked = heapa_pool.pool_sample(pool, 4, np.random.default_rng(0), "mixed_easy_medium")
   rewards = [round(pool["records"][str(r)]["r"] * 20) for r in picked]
   assert rewards[:2] == [19, 18]  # half from the easy top
   assert set(rewards[2:]) <= {7, 8, 9, 10}  # then the 4 nearest the median of the 18 left
@@ -143,54 +143,54 @@ def test_boundary_sampling_draws_from_the_2k_nearest_the_median():
 
 def test_inserts_keep_the_boundary_at_the_quantile():
   rng = np.random.default_rng(0)
-  pool = heapa.pool_init(1000, low_fraction=0.3)
+  pool = heapa_pool.pool_init(1000, low_fraction=0.3)
   values = rng.random(200)
   for i, v in enumerate(values):
-    heapa.pool_insert(pool, heapa.new_record(pool, i, reward=float(v)))
+    heapa_pool.pool_insert(pool, heapa_pool.new_record(pool, i, reward=float(v)))
     n = i + 1
     assert len(pool["low"]) == int(0.3 * n)
     low_max = max(-e[0] for e in pool["low"]) if pool["low"] else -np.inf
     assert low_max <= np.sort(values[:n])[int(0.3 * n)]
-  assert heapa.pool_boundary(pool) == pytest.approx(
+  assert heapa_pool.pool_boundary(pool) == pytest.approx(
       (np.sort(values)[59] + np.sort(values)[60]) / 2)
 
 
 def test_stale_twin_entries_are_compacted():
-  pool = heapa.pool_init(10_000)
+  pool = heapa_pool.pool_init(10_000)
   for i in range(400):
-    heapa.pool_insert(pool, heapa.new_record(pool, i, reward=float(i) / 400))
+    heapa_pool.pool_insert(pool, heapa_pool.new_record(pool, i, reward=float(i) / 400))
   rng = np.random.default_rng(1)
   for _ in range(30):
-    heapa.pool_sample(pool, 10, rng, "mixed_easy_medium")
-  assert heapa.pool_size(pool) == 100
+    heapa_pool.pool_sample(pool, 10, rng, "mixed_easy_medium")
+  assert heapa_pool.pool_size(pool) == 100
   for name in ("hmin", "hmax"):
     assert len(pool[name]) <= 2 * pool["n_high"] + 16 + 1
 
 
 def test_full_pool_evicts_by_the_authors_rules():
-  pool = heapa.pool_init(4)
-  ids = [heapa.new_record(pool, i, reward=r) for i, r in enumerate([0.1, 0.4, 0.6, 0.9])]
+  pool = heapa_pool.pool_init(4)
+  ids = [heapa_pool.new_record(pool, i, reward=r) for i, r in enumerate([0.1, 0.4, 0.6, 0.9])]
   for rid in ids:
-    heapa.pool_insert(pool, rid)
-  hard_new = heapa.new_record(pool, 9, reward=0.5)
-  heapa.pool_insert(pool, hard_new)  # scored insert: the hardest low item (0.1) goes
-  assert str(ids[0]) not in pool["records"] and heapa.pool_size(pool) == 4
-  cold = heapa.new_record(pool, 10)
-  heapa.pool_insert(pool, cold)  # unscored insert: the easiest item (0.9) goes
+    heapa_pool.pool_insert(pool, rid)
+  hard_new = heapa_pool.new_record(pool, 9, reward=0.5)
+  heapa_pool.pool_insert(pool, hard_new)  # scored insert: the hardest low item (0.1) goes
+  assert str(ids[0]) not in pool["records"] and heapa_pool.pool_size(pool) == 4
+  cold = heapa_pool.new_record(pool, 10)
+  heapa_pool.pool_insert(pool, cold)  # unscored insert: the easiest item (0.9) goes
   assert str(ids[3]) not in pool["records"] and pool["cold"] == [cold]
   assert pool["counts"]["evicted"] == 2
-  lowest = heapa.new_record(pool, 11, reward=0.0)
-  heapa.pool_insert(pool, lowest)  # a scored insert that is itself the hardest is dropped
+  lowest = heapa_pool.new_record(pool, 11, reward=0.0)
+  heapa_pool.pool_insert(pool, lowest)  # a scored insert that is itself the hardest is dropped
   assert str(lowest) not in pool["records"]
 
 
 def test_sampling_more_than_the_pool_holds_is_a_clear_error():
-  pool = heapa.pool_init(8)
-  heapa.pool_insert(pool, heapa.new_record(pool, 0, reward=0.5))
+  pool = heapa_pool.pool_init(8)
+  heapa_pool.pool_insert(pool, heapa_pool.new_record(pool, 0, reward=0.5))
   with pytest.raises(ValueError, match="1 records, fewer than the 2 prompts"):
-    heapa.pool_sample(pool, 2, np.random.default_rng(0))
+    heapa_pool.pool_sample(pool, 2, np.random.default_rng(0))
   with pytest.raises(ValueError, match="sampling_mode"):
-    heapa.pool_sample(pool, 1, np.random.default_rng(0), "hardest")
+    heapa_pool.pool_sample(pool, 1, np.random.default_rng(0), "hardest")
 
 
 def test_pool_is_json_and_resumes_exactly():
@@ -198,13 +198,13 @@ def test_pool_is_json_and_resumes_exactly():
     out = []
     for _ in range(n):
       if rng.random() < 0.6:
-        heapa.pool_insert(pool, heapa.new_record(pool, 0, reward=float(rng.integers(0, 9)) / 8))
-      elif heapa.pool_size(pool) > 3:
-        out.append(heapa.pool_sample(pool, 3, rng))
+        heapa_pool.pool_insert(pool, heapa_pool.new_record(pool, 0, reward=float(rng.integers(0, 9)) / 8))
+      elif heapa_pool.pool_size(pool) > 3:
+        out.append(heapa_pool.pool_sample(pool, 3, rng))
     return out
 
   rng = np.random.default_rng(3)
-  pool = heapa.pool_init(30)
+  pool = heapa_pool.pool_init(30)
   ops(pool, rng, 100)
   restored = json.loads(json.dumps(pool))
   state = rng.bit_generator.state
@@ -223,7 +223,7 @@ DIFFICULTY = {0: 1.0, 1: 1.0, 2: 0.5, 3: 2.0, 4: 1.2}
 
 
 def test_child_aggregation_by_hand():
-  out = heapa.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "child")
+  out = heapa_pool.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "child")
   # node 2: adj(-0.4, 2) = -0.8, adj(0.6, 1.2) = 0.5 -> mean -0.15; 0.5*0.2 + 0.5*(-0.15)
   assert out[2] == pytest.approx(0.025)
   # node 0: adj(0.8, 1) = 0.8, adj(0.025, 0.5) = 0.05 -> mean 0.425; 0.5*0.5 + 0.5*0.425
@@ -232,54 +232,54 @@ def test_child_aggregation_by_hand():
 
 
 def test_path_aggregation_by_hand():
-  out = heapa.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "path")
+  out = heapa_pool.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "path")
   assert out[2] == pytest.approx(0.025)  # children 3, 4: one leaf each -> equal weights
   # node 0: leaves 1 (node 1) and 2 (node 2) -> weights 1/3, 2/3: 0.8/3 + 0.05*2/3 = 0.3
   assert out[0] == pytest.approx(0.25 + 0.5 * 0.3)
   # T = 2: weights proportional to sqrt(leaves) = 1, sqrt(2)
   w = np.array([1.0, np.sqrt(2.0)]) / (1 + np.sqrt(2.0))
-  out_t2 = heapa.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "path", temperature=2.0)
+  out_t2 = heapa_pool.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "path", temperature=2.0)
   assert out_t2[0] == pytest.approx(0.25 + 0.5 * (w[0] * 0.8 + w[1] * 0.05))
 
 
 def test_aggregation_clips_and_handles_missing_parents_and_cycles():
-  out = heapa.refresh_estimates({0: 1.0, 1: 1.0}, {0: -1, 1: 0}, {0: 1.0, 1: 0.5}, "child")
+  out = heapa_pool.refresh_estimates({0: 1.0, 1: 1.0}, {0: -1, 1: 0}, {0: 1.0, 1: 0.5}, "child")
   assert out[0] == 1.0  # 0.5 + 0.5 * 2.0 = 1.5, clipped
   # A parent that was evicted (not in the DAG) makes its child a root.
-  assert heapa.refresh_estimates({5: 0.3}, {5: 2}, {5: 1.0}, "path") == {5: 0.3}
-  assert heapa.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "none") == VALUES
+  assert heapa_pool.refresh_estimates({5: 0.3}, {5: 2}, {5: 1.0}, "path") == {5: 0.3}
+  assert heapa_pool.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "none") == VALUES
   with pytest.raises(ValueError, match="cycle"):
-    heapa.refresh_estimates({0: 0.1, 1: 0.2}, {0: 1, 1: 0}, {0: 1.0, 1: 1.0}, "child")
+    heapa_pool.refresh_estimates({0: 0.1, 1: 0.2}, {0: 1, 1: 0}, {0: 1.0, 1: 1.0}, "child")
   with pytest.raises(ValueError, match="refresh"):
-    heapa.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "mean")
+    heapa_pool.refresh_estimates(VALUES, PARENTS, DIFFICULTY, "mean")
 
 
 def test_topological_order_puts_children_first():
-  order = heapa.topological_bottom_up(PARENTS)
+  order = heapa_pool.topological_bottom_up(PARENTS)
   for v, p in PARENTS.items():
     if p in PARENTS:
       assert order.index(v) < order.index(p)
 
 
 def test_child_estimate_by_hand():
-  assert heapa.child_estimate(0.6, 1.2) == pytest.approx(0.5)
-  assert heapa.child_estimate(0.6, 0.5) == pytest.approx(0.8)  # d clamped to 0.75
-  assert heapa.child_estimate(-0.5, 1.33) == pytest.approx(-0.665)
-  assert heapa.child_estimate(0.9, 0.75) == 1.0  # 1.2 clipped
+  assert heapa_pool.child_estimate(0.6, 1.2) == pytest.approx(0.5)
+  assert heapa_pool.child_estimate(0.6, 0.5) == pytest.approx(0.8)  # d clamped to 0.75
+  assert heapa_pool.child_estimate(-0.5, 1.33) == pytest.approx(-0.665)
+  assert heapa_pool.child_estimate(0.9, 0.75) == 1.0  # 1.2 clipped
 
 
 def test_reinsertion_refreshes_only_the_archive():
-  pool = heapa.pool_init(100)
-  parent = heapa.new_record(pool, 0, reward=0.2)
-  child = heapa.new_record(pool, 1, reward=0.8, parent=parent, difficulty=1.0, origin="aug")
-  heapa.pool_insert(pool, child)
+  pool = heapa_pool.pool_init(100)
+  parent = heapa_pool.new_record(pool, 0, reward=0.2)
+  child = heapa_pool.new_record(pool, 1, reward=0.8, parent=parent, difficulty=1.0, origin="aug")
+  heapa_pool.pool_insert(pool, child)
   pool["records"][str(parent)]["loc"] = "archive"
   pool["archive"].append(parent)
-  n = heapa.pool_reinsert_archive(pool, np.random.default_rng(0), "child")
+  n = heapa_pool.pool_reinsert_archive(pool, np.random.default_rng(0), "child")
   assert n == 1 and pool["archive"] == []
   assert pool["records"][str(parent)]["r"] == pytest.approx(0.5 * 0.2 + 0.5 * 0.8)
   assert pool["records"][str(child)]["r"] == 0.8
-  assert heapa.pool_size(pool) == 2
+  assert heapa_pool.pool_size(pool) == 2
 
 
 # ---- the prompt source: deferred, ordered validation and resume -------------------------------
