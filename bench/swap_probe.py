@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl_jax.algorithms import swap
+from rl_jax.algorithms import swap_probe
 from rl_jax.models import qwen3
 from rl_jax.models.config import get_model_config
 
@@ -81,8 +81,8 @@ def run(s: Sizes, seed: int = 0) -> dict:
   params = qwen3.init_params(cfg, jax.random.key(seed))
   args = (params,) + tuple(jnp.asarray(x) for x in synthetic_inputs(s, vocab, seed))
   kw = dict(model_cfg=cfg, trigger_len=s.trigger_len)
-  one = lambda: swap.probe_answer_logp(*args, **kw)
-  naive = lambda: swap.naive_probe_answer_logp(*args, **kw)
+  one = lambda: swap_probe.probe_answer_logp(*args, **kw)
+  naive = lambda: swap_probe.naive_probe_answer_logp(*args, **kw)
   diff = float(np.abs(np.asarray(one()) - np.asarray(naive())).max())
   one_ms, naive_ms = best_ms(one, s.reps), best_ms(naive, s.reps)
   return {"steps": s.steps, "batch": s.batch, "resp_tokens": s.resp_len, "one_ms": one_ms,

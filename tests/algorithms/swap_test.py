@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rl_jax.algorithms import swap
+from rl_jax.algorithms import swap, swap_probe
 from rl_jax.algorithms.advantage_parts import ADVANTAGES
 from rl_jax.models import qwen3
 from rl_jax.models.config import get_model_config
@@ -32,25 +32,25 @@ CFG = swap.SwapCfg(delimiter=";", trigger="A", max_steps=4, max_answer_tokens=3)
 
 def test_delimiter_splitter_hand_cases():
   text = "q7+5;7+5=12;;v7+5=12;A12"
-  spans, end = swap.split_steps(text, CFG)
+  spans, end = swap_probe.split_steps(text, CFG)
   assert [text[a:b] for a, b in spans] == ["q7+5;", "7+5=12;", "v7+5=12;"]
   assert end == text.index("A")
   # no trigger: the whole text is reasoning; a last chunk without delimiter is a step
-  spans, end = swap.split_steps("1+2=3;3+4=7", CFG)
+  spans, end = swap_probe.split_steps("1+2=3;3+4=7", CFG)
   assert [(0, 6), (6, 11)] == spans and end == 11
 
 
 def test_regex_splitter():
   cfg = dataclasses.replace(CFG, splitter="regex", pattern=r"\n\n+|(?=Step)", trigger="Final:")
   text = "Step 1 add\n\nStep 2 more\n\n\nnote\nFinal: 3"
-  spans, _ = swap.split_steps(text, cfg)
+  spans, _ = swap_probe.split_steps(text, cfg)
   assert [text[a:b] for a, b in spans] == ["Step 1 add\n\n", "Step 2 more\n\n\n", "note\n"]
 
 
 def test_splitter_that_finds_no_step():
   # Answering at once, or blank reasoning: no step (the documented fallback applies later).
-  assert swap.split_steps("A12", CFG) == ([], 0)
-  assert swap.split_steps(";;  ;A3", CFG)[0] == []
+  assert swap_probe.split_steps("A12", CFG) == ([], 0)
+  assert swap_probe.split_steps(";;  ;A3", CFG)[0] == []
 
 
 def test_bad_config_is_named():
@@ -236,7 +236,7 @@ def _layout(tok, texts, answers, p_len=6, n=32, cfg=CFG):
     valid[i, p_len:p_len + len(ids)] = True
     mask[i, p_len:p_len + len(ids)] = 1
   problems = [type("P", (), {"answer": a})() for a in answers]
-  return tokens, valid, mask, swap.build_layout(tok, problems, tokens, mask, p_len,
+  return tokens, valid, mask, swap_probe.build_layout(tok, problems, tokens, mask, p_len,
                                                 (tok.eos_id,), cfg)
 
 
@@ -248,8 +248,8 @@ def test_one_pass_equals_one_forward_per_prefix(tiny):
   args = (params, jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray(lay.cut_BxKp1),
           jnp.asarray(lay.probe_BxQ), jnp.asarray(lay.probe_valid_BxQ),
           jnp.asarray(lay.answer_BxA))
-  one = np.asarray(swap.probe_answer_logp(*args, model_cfg=cfg, trigger_len=lay.trigger_len))
-  naive = np.asarray(swap.naive_probe_answer_logp(*args, model_cfg=cfg,
+  one = np.asarray(swap_probe.probe_answer_logp(*args, model_cfg=cfg, trigger_len=lay.trigger_len))
+  naive = np.asarray(swap_probe.naive_probe_answer_logp(*args, model_cfg=cfg,
                                                   trigger_len=lay.trigger_len))
   assert one.shape == (4, CFG.max_steps + 1, CFG.max_answer_tokens)
   np.testing.assert_allclose(one, naive, atol=1e-5)
