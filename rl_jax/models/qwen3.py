@@ -227,6 +227,17 @@ def positions_from_mask(valid_BxS: jax.Array) -> jax.Array:
   return jnp.maximum(jnp.cumsum(valid_BxS.astype(jnp.int32), axis=-1) - 1, 0)
 
 
+def packed_positions(segment_ids_BxT: jax.Array) -> jax.Array:
+  """RoPE positions of packed rows: 0, 1, ... from the start of each segment (a segment is a
+  maximal run of equal ids), so a packed document gets the positions it would have alone."""
+  t = segment_ids_BxT.shape[1]
+  index_T = jnp.arange(t)
+  starts_BxT = jnp.concatenate([jnp.ones_like(segment_ids_BxT[:, :1], bool),
+                                segment_ids_BxT[:, 1:] != segment_ids_BxT[:, :-1]], axis=1)
+  start_index_BxT = jax.lax.cummax(jnp.where(starts_BxT, index_T[None], 0), axis=1)
+  return (index_T[None] - start_index_BxT).astype(jnp.int32)
+
+
 def _attention_mask(kv_valid_BxS: jax.Array, t: int, slot_start,
                     attend_BxTxS: jax.Array | None = None) -> jax.Array:
   """[B, T, S]: query slot slot_start + i sees valid slots at or before it (causal + padding),
@@ -241,8 +252,8 @@ def _attention_mask(kv_valid_BxS: jax.Array, t: int, slot_start,
 
 def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
             kv_valid_BxS: jax.Array, *, cfg: ModelConfig, cache: KVCache | None = None,
-            slot_start: jax.Array | int = 0, attend_BxTxS: jax.Array | None = None
-            ) -> tuple[jax.Array, KVCache | None]:
+            slot_start: jax.Array | int = 0, attend_BxTxS: jax.Array | None = None,
+            segment_ids_BxT: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder on T tokens occupying slots [slot_start, slot_start + T).
 
   Without a cache, S == T and the tokens are the whole sequence. With a cache of S slots, keys
@@ -254,6 +265,12 @@ def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
   step-prefix probes, `rl_jax.algorithms.swap`); the caller gives each segment its positions.
   None (the default) is the plain causal forward, unchanged.
 
+  `segment_ids_BxT` (optional, int, no cache only): packed rows. Several documents or responses
+  share a row; query i attends to slot j only where segment_ids[i] == segment_ids[j], so no
+  token sees across a boundary. The caller restarts positions at each segment
+  (`packed_positions`); with both, each segment's hidden states equal those of the segment run
+  alone (tests/models/qwen3_packing_test.py).
+
   Returns:
     (hidden_BxTxD after the final norm, updated cache or None). Use `logits` or the fused
     log-prob kernel on the hidden states; keeping them separate avoids an f32[B, T, V] tensor.
@@ -264,6 +281,11 @@ def forward(params: Params, tokens_BxT: jax.Array, positions_BxT: jax.Array,
     raise ValueError(f"without a cache kv_valid must cover the T={t} tokens, got S={num_slots}")
   compute_dtype = _dtype(cfg.dtype)
   x = params["embed"]["embedding"][tokens_BxT].astype(compute_dtype)
+  if segment_ids_BxT is not None:
+    if cache is not None:
+      raise ValueError("segment_ids_BxT packs rows for a cache-free forward; got a cache")
+    same_BxTxT = segment_ids_BxT[:, :, None] == segment_ids_BxT[:, None, :]
+    attend_BxTxS = same_BxTxT if attend_BxTxS is None else attend_BxTxS.astype(bool) & same_BxTxT
   mask_BxTxS = _attention_mask(kv_valid_BxS, t, slot_start, attend_BxTxS)
 
   def layer(x, scanned):
