@@ -42,7 +42,7 @@ setuptools.setup(
         "sacrebleu>=2.4",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"],
         "hf": ["transformers>=4.51", "torch"],
         "tb": ["tensorboard>=2.15"],  # the viewer for the events every run writes
         # The PyTorch peers of bench/peers.py (HF generate, TRL's GRPOTrainer); tested with

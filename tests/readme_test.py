@@ -101,3 +101,12 @@ def test_readme_python_example_runs_as_written(tmp_path):
 def test_docs_training_commands_dry_run(command):
   out = _run(_runner(command), cwd=REPO)
   assert out.returncode == 0, f"{command}\n{out.stderr[-3000:]}"
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+  """.ci/run executes the README's test command as written (the README contract)."""
+  test_commands = [line for block in _fenced(README, "bash") for line in block.splitlines()
+                   if "python -m pytest" in line]
+  assert len(test_commands) == 1, test_commands
+  ci_lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+  assert test_commands[0] in ci_lines, (test_commands[0], ci_lines)
