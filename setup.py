@@ -40,6 +40,12 @@ setuptools.setup(
         # Shopping MMLU's generation metrics, as the benchmark computes them (rl_jax/eval/).
         "rouge-score>=0.1.2",
         "sacrebleu>=2.4",
+        # The data layer (rl_jax/data/): tfds builders written as ArrayRecord and read by grain,
+        # never TensorFlow; tfds finds a builder's code path with importlib_resources.
+        "tensorflow-datasets>=4.9.10",
+        "grain>=0.2.18",
+        "array-record>=0.8.6",
+        "importlib-resources>=6.0",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"],

@@ -38,11 +38,12 @@ def get_config(arg=None):
   # policy can read a tool response without being taught to call; train_call_syntax [I]: in
   # those, the call after its first token is trained (the syntax, not the decision to call;
   # without it about two thirds of sampled call attempts were malformed, docs/translate_r1.md
-  # §5). Pretraining packs `docs_per_row` documents into rows of `doc_len` tokens.
+  # §5). Pretraining packs documents (a corpus of pretrain.steps x batch_size x docs_per_row) into
+  # rows of `doc_len` tokens with segment ids (the data layer, docs/architecture.md).
   c.task = config_dict.ConfigDict(dict(
       name="translate_r1_cipher", world_seed=0,
       domains=("arithmetic", "lookup", "comparison", "counting", "sequence"),
-      doc_len=64, docs_per_row=3, sft_examples=2000, tool_frac=0.05, tool_context_frac=0.3,
+      doc_len=64, docs_per_row=3, corpus_docs=0, sft_examples=2000, tool_frac=0.05, tool_context_frac=0.3,
       train_call_syntax=True, cost_mode="per_call", unit_cost=1.0, token_cost=0.02))
   # Slot layout: P prompt slots (the longest item is 16 words, + 3 for a forced call), N tokens
   # per policy turn, R tool-response tokens (16 words + 2 tags), 1 call.

@@ -58,7 +58,15 @@ class SupervisedSection:
     (`rl_jax.optim.OptimCfg`; decay ends at `steps`).
   num_microbatches: gradient accumulation (exact, docs/architecture.md).
   start_from: stage whose final params this stage starts from ("" = the stage before it; the
-    first stage starts from the model's initial params)."""
+    first stage starts from the model's initial params).
+  corpus: pretrain only: which corpus of the task the stage reads, passed as
+    `task.pretrain_batch(batch_size, rng, corpus=corpus)` ("" = the task's default corpus; the
+    provider is then called without it).
+  then: further stages of this kind run right after this one, in order, each a dict with a
+    "name" (the stage is named "<kind>_<name>") and any fields of this section to replace, e.g.
+    pretrain.then = ({"name": "seed", "corpus": "seed", "steps": 200},) runs a second pretrain
+    stage "pretrain_seed" on another corpus; each starts from the stage before it unless it
+    sets start_from (two pretrain stages on different data, docs/agent_pretraining.md)."""
   steps: int = 0
   batch_size: int = 64
   learning_rate: float = 1e-3
@@ -69,6 +77,8 @@ class SupervisedSection:
   max_grad_norm: float = 1.0
   num_microbatches: int = 1
   start_from: str = ""
+  corpus: str = ""
+  then: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +144,24 @@ class RLSection:
     (`rl_jax.rewards.scorers`).
   advantage: {"name": "group" | "rloo" | "process" | "gated", **kwargs}
     (`rl_jax.algorithms.advantage_parts`).
+  pack_sequences: sequence packing in the update step: each optimizer step's rows (prompt +
+    response, padding dropped) are packed several to a row with segment ids, so the forward
+    and the log-prob kernel run over real tokens only; the loss is aggregated per original
+    sequence, so every aggregation mode gives the unpacked loss and gradient
+    (`rl_jax.packing`, docs/benchmarks.md "Sequence packing").
+  off_policy_steps: asynchronous RL. 0 = synchronous (rollout, then update, on-policy). k >= 1:
+    the rollout of step t + k is generated with the params of step t while update t runs, so a
+    batch is at most k updates stale (bounded staleness); stale samples get the decoupled PPO
+    loss with a truncated / masked importance weight (`rl_jax.algorithms.off_policy`,
+    docs/async_rl.md). In-flight rollouts are saved in checkpoints.
+  rollout_devices: with off_policy_steps >= 1: 0 = rollout and update share the mesh
+    (interleaved: async dispatch queues update t, then the host runs rollout t + k); n > 0 = the
+    first n devices generate, the others (the `mesh` axes over them) train.
+  importance_level / importance_mode / importance_cap: the off-policy correction of stale
+    samples, rho = pi_prox / pi_behaviour: level "token" (per-token rho_t), "sequence" (rho_i =
+    prod_t rho_t) or "geometric" (rho_i = exp(mean_t log rho_t)); mode "truncate" (w =
+    min(rho, cap): TIS / V-trace's rho-bar) or "mask" (w = rho if 1/cap <= rho <= cap, else 0);
+    cap > 1 (`rl_jax.algorithms.off_policy`).
   sweep: {field: (values...)} over this section (nested dicts for the part dicts, e.g.
     {"advantage": {"lam": (0.1, 0.5)}}): one RL stage per combination, each starting from the
     same params; empty = one RL stage.
@@ -169,6 +197,12 @@ class RLSection:
   overlong_max_len: int = 0
   overlong_cache_len: int = 0
   drop_zero_advantage: int = 0
+  pack_sequences: bool = False
+  off_policy_steps: int = 0
+  rollout_devices: int = 0
+  importance_level: str = "token"
+  importance_mode: str = "truncate"
+  importance_cap: float = 2.0
   prompt_source: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "task"})
   rollout: RolloutSection = RolloutSection()
   scorer: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "task"})
@@ -274,6 +308,9 @@ class Experiment:
   stages: the stages run in order, each a section of the same name (pretrain, sft, rl,
     preference); a stage with 0 steps is skipped.
   report: {"name": registered report, **kwargs} run at the end over the workdir ({} = none).
+  data_dir: where the data layer's tfds builders prepare their datasets (ArrayRecord files,
+    `rl_jax.data.builders`); "" = <workdir>/data. Prepared once per builder config, reused by
+    reruns; point several runs at one directory to share them.
   sections: project sections (`register_section`), by name."""
   seed: int = 0
   imports: tuple[str, ...] = ()
@@ -286,6 +323,7 @@ class Experiment:
   timing: bool = False
   stages: tuple[str, ...] = ("pretrain", "sft", "rl")
   report: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  data_dir: str = ""
   model: ModelSection = ModelSection()
   pretrain: SupervisedSection = SupervisedSection()
   sft: SupervisedSection = SupervisedSection()
@@ -309,8 +347,8 @@ def _convert(cls, section: Mapping[str, Any], path: str):
       value = _convert(type(default), value, f"{path}{key}.")
     elif isinstance(value, Mapping):
       value = _plain(value)
-    elif isinstance(value, list):
-      value = tuple(value)
+    elif isinstance(value, (list, tuple)):
+      value = _plain(value)  # a tuple of dicts (pretrain.then) becomes plain dicts too
     kwargs[key] = value
   return cls(**kwargs)
 
@@ -430,6 +468,30 @@ def sweep_variants(section, kind: str = "rl") -> list[tuple[str, dict[str, Any],
     name = f"{kind}_" + "_".join(f"{p.split('.')[-1]}={v:g}" if isinstance(v, float) else
                                  f"{p.split('.')[-1]}={v}" for p, v in overrides.items())
     out.append((name, overrides, variant))
+  return out
+
+
+def then_stages(section, kind: str) -> list[tuple[str, dict[str, Any], Any]]:
+  """(stage name, {field: value}, section) of a supervised section and its `then` stages, in run
+  order: first (kind, {}, section without `then`), then ("<kind>_<name>", overrides, section with
+  the overrides) per entry."""
+  base = dataclasses.replace(section, then=())
+  out = [(kind, {}, base)]
+  fields = {f.name for f in dataclasses.fields(base)} - {"then"}
+  for i, entry in enumerate(section.then):
+    entry = dict(entry)
+    name = entry.pop("name", None)
+    if not isinstance(name, str) or not name:
+      raise ValueError(f"config {kind}.then[{i}] needs a non-empty 'name' (the stage is named "
+                       f"'{kind}_<name>'), got {name!r}")
+    unknown = sorted(set(entry) - fields)
+    if unknown:
+      raise ValueError(f"config {kind}.then[{i}] ({name!r}): unknown key(s) {unknown}; valid "
+                       f"keys: ['name'] + {sorted(fields)}")
+    out.append((f"{kind}_{name}", entry, dataclasses.replace(base, **entry)))
+  names = [n for n, _, _ in out]
+  if len(set(names)) != len(names):
+    raise ValueError(f"config {kind}.then: stage names must be distinct, got {names}")
   return out
 
 

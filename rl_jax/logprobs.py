@@ -16,6 +16,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from rl_jax import packing
 from rl_jax.models import qwen3
 from rl_jax.models.config import ModelConfig
 
@@ -41,14 +42,22 @@ def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: 
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"unknown log-prob implementation {implementation!r}; "
                      f"valid: {IMPLEMENTATIONS}")
-  b, l = tokens_BxL.shape
   valid = valid_BxL.astype(bool)
   hidden_BxLxD, _ = qwen3.forward(params, tokens_BxL, qwen3.positions_from_mask(valid), valid,
                                   cfg=cfg)
+  return _logprobs_from_hidden(params, hidden_BxLxD, tokens_BxL, valid[:, 1:] & valid[:, :-1],
+                               cfg=cfg, implementation=implementation, temperature=temperature,
+                               return_entropy=return_entropy)
+
+
+def _logprobs_from_hidden(params, hidden_BxLxD, tokens_BxL, target_valid_BxLm1, *,
+                          cfg: ModelConfig, implementation: str, temperature, return_entropy):
+  """The head of `token_logprobs`: position t-1 predicts token t where target_valid[t-1]."""
+  b, l = tokens_BxL.shape
   # Position t-1 predicts token t.
   h_NxD = hidden_BxLxD[:, :-1].reshape(b * (l - 1), -1)
   y_N = tokens_BxL[:, 1:].reshape(-1).astype(jnp.int32)
-  target_valid_N = (valid[:, 1:] & valid[:, :-1]).reshape(-1)
+  target_valid_N = target_valid_BxLm1.reshape(-1)
   w_DxV = qwen3.unembedding(params, cfg)
   temperature = jnp.asarray(temperature, jnp.float32)
   # Every implementation, "naive" (f32 [N, V] logits) included, is the kernels' one definition.
@@ -64,6 +73,26 @@ def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: 
     return logp_BxL
   entropy_N = jnp.where(target_valid_N, entropy_N, 0.0)
   return logp_BxL, jnp.concatenate([zero_col, entropy_N.reshape(b, l - 1)], axis=1)
+
+
+def packed_token_logprobs(params, packed, *, cfg: ModelConfig, implementation: str = "naive",
+                          temperature: jax.Array | float = 1.0, return_entropy: bool = False):
+  """`token_logprobs` of a batch through its packed rows (`rl_jax.packing.PackedRows` of one
+  micro-batch): one forward over the packed rows with segment ids and per-segment positions,
+  the log-prob head on the packed slots, then gathered back into the batch's [B, L] layout
+  (0 where the unpacked layout has no log-prob), so everything downstream is unchanged."""
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"unknown log-prob implementation {implementation!r}; "
+                     f"valid: {IMPLEMENTATIONS}")
+  segments, valid = packed.segment_ids_RxT, packed.valid_RxT.astype(bool)
+  hidden_RxTxD, _ = qwen3.forward(params, packed.tokens_RxT, qwen3.packed_positions(segments),
+                                  valid, cfg=cfg, segment_ids_BxT=segments)
+  out = _logprobs_from_hidden(params, hidden_RxTxD, packed.tokens_RxT,
+                              packed.target_valid_RxT.astype(bool)[:, 1:], cfg=cfg,
+                              implementation=implementation, temperature=temperature,
+                              return_entropy=return_entropy)
+  unpack = lambda x: packing.unpack(x, packed.unpack_index_BxL)
+  return tuple(map(unpack, out)) if return_entropy else unpack(out)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "implementation"))

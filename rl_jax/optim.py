@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rl_jax.models import lora
+
 SCHEDULES = ("constant", "cosine", "linear")
 
 
@@ -56,11 +58,20 @@ def _chain(learning_rate, weight_decay, max_grad_norm, *, b1, b2, eps):
 
 
 def make_optimizer(cfg: OptimCfg) -> optax.GradientTransformation:
-  """AdamW with injected (traced) learning rate, weight decay and clip norm."""
+  """AdamW with injected (traced) learning rate, weight decay and clip norm.
+
+  It optimizes `lora.trainable(params)`: all params, or only the LoRA adapters when params
+  carry them (`rl_jax.models.lora`), so a LoRA run keeps Adam moments for the adapters only.
+  `init` and the `params` of `update` take the whole params tree; the gradients and updates
+  are trees of the trainable part (`rl_jax.update.accumulate_gradients` returns those)."""
   def build(learning_rate, weight_decay, max_grad_norm):
     return _chain(learning_rate, weight_decay, max_grad_norm, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-  return optax.inject_hyperparams(build)(
+  tx = optax.inject_hyperparams(build)(
       learning_rate=0.0, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm)
+
+  def update(grads, state, params=None):
+    return tx.update(grads, state, None if params is None else lora.trainable(params))
+  return optax.GradientTransformation(lambda params: tx.init(lora.trainable(params)), update)
 
 
 def lr_multiplier(step: jax.Array, cfg: OptimCfg) -> jax.Array:

@@ -29,6 +29,11 @@ bytes, tp = tensor axis size; GQA widths q = H*Hd, kv = K*Hd):
                   block is recomputed at a time in the backward pass)
     remat="dots": L * b*t*a*(3*D + (q + 2*kv + 2*F)/tp) + per_layer   (matmul outputs saved)
     remat defaults to ModelConfig.remat, the field the model itself reads (one source of truth)
+    LoRA (rank r, targeted projections p with output width out_p):
+                  lora = b*t*a * sum_p (r + out_p / tp_p)  (x A and the adapter output (x A) B,
+                  a separate [b, t, out] tensor before it is added to x W; tp_p = tp for the
+                  column-parallel q/k/v/gate/up, 1 for o/down); added to per_layer and, for
+                  remat="dots" (both are matmul outputs), to the per-layer saved bytes
     logits naive: 3 * b*t*V*4 / tp                          f32 logits, log-softmax, softmax
     logits fused: 3 * min(block_n, b*t) * min(block_v, V) * 4 + b*t*D*4
                   (three f32 tiles of `rl_jax.kernels.fused_logprob` plus its f32 dh accumulator)
@@ -38,6 +43,17 @@ of the two programs' temporaries, since rollout and update run one after the oth
 
     total = params + reference + opt_state + max(grads + activations + logits, kv_cache)
     kv_cache = 2 * L * B_rollout * S * K * Hd * a / shards   (batch over data*fsdp, K over tensor)
+
+LoRA (`--lora-rank r`, `ModelConfig.lora_rank`; rl_jax/models/lora.py): params are the frozen
+base plus float32 adapters; grads and optimizer state cover the adapters only (exact, from the
+shapes of `lora.trainable`), and the KL reference is the base with the adapters off, so it costs
+nothing (`--reference` adds 0).
+
+Packing (`--pack-mean-len m`, rl_jax/packing.py): the update packs a micro-batch's sequences,
+m real tokens each on average, into rows of seq-len slots, so a micro-batch of n sequences runs
+ceil(n * m / seq_len) rows instead of n (ideal fill; first-fit-decreasing needs at most a few
+more rows). Activations and log-prob temporaries follow the packed rows; a packed row still
+attends densely over its seq-len slots (segment masking does not shrink [t, t]).
 """
 from __future__ import annotations
 
@@ -55,8 +71,9 @@ import optax
 
 from rl_jax import sharding
 from rl_jax.kernels.fused_logprob import xla as fused_xla
-from rl_jax.models import qwen3
-from rl_jax.models.config import MODEL_CONFIGS, REMAT_POLICIES, ModelConfig, get_model_config
+from rl_jax.models import lora, qwen3
+from rl_jax.models.config import (LORA_PROJECTIONS, MODEL_CONFIGS, REMAT_POLICIES, ModelConfig,
+                                  get_model_config)
 
 GIB = 1024 ** 3
 
@@ -122,6 +139,18 @@ def device_bytes(shapes, specs, mesh_shape: Mapping[str, int]) -> int:
   return total
 
 
+def _lora_activations(cfg: ModelConfig, b: int, t: int, tp: int) -> int:
+  """Per-layer bytes of the LoRA path: x A (r wide) and (x A) B (the projection's out width)."""
+  if not cfg.lora_rank:
+    return 0
+  q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+  d, f = cfg.hidden_size, cfg.intermediate_size
+  out = {"q_proj": q // tp, "k_proj": kv // tp, "v_proj": kv // tp, "o_proj": d,
+         "gate_proj": f // tp, "up_proj": f // tp, "down_proj": d}
+  a = jnp.dtype(cfg.dtype).itemsize
+  return b * t * a * sum(cfg.lora_rank + out[p] for p in cfg.lora_targets)
+
+
 def _activations(cfg: ModelConfig, b: int, t: int, tp: int, remat: str) -> int:
   """Activation bytes saved for the backward pass (the module docstring's formula)."""
   a = jnp.dtype(cfg.dtype).itemsize
@@ -129,11 +158,13 @@ def _activations(cfg: ModelConfig, b: int, t: int, tp: int, remat: str) -> int:
   d, f = cfg.hidden_size, cfg.intermediate_size
   per_layer = b * t * a * (4 * d + (3 * q + 3 * kv + 4 * f) // tp)
   per_layer += b * cfg.num_heads * t * t * (4 + a) // tp
+  lora_bytes = _lora_activations(cfg, b, t, tp)
+  per_layer += lora_bytes
   if remat == "none":
     return cfg.num_layers * per_layer
   if remat == "dots":
     # Matmul outputs with no batch dims are saved: q, k, v, o, gate, up, down and the block input.
-    saved = b * t * a * (3 * d + (q + 2 * kv + 2 * f) // tp)
+    saved = b * t * a * (3 * d + (q + 2 * kv + 2 * f) // tp) + lora_bytes
     return cfg.num_layers * saved + per_layer
   return cfg.num_layers * b * t * d * a + per_layer
 
@@ -141,9 +172,12 @@ def _activations(cfg: ModelConfig, b: int, t: int, tp: int, remat: str) -> int:
 def plan(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, seq_len: int,
          micro_batch: int | None = None, rollout_batch: int | None = None,
          optimizer: str = "adamw", param_dtype: str | None = None, remat: str | None = None,
-         logprob: str = "fused", reference: bool = False,
+         logprob: str = "fused", reference: bool = False, pack_mean_len: int | None = None,
          hbm_bytes: int | None = None) -> dict[str, Any]:
-  """Per-device bytes of each memory term (see the module docstring for the formulas)."""
+  """Per-device bytes of each memory term (see the module docstring for the formulas).
+
+  LoRA comes from `model_cfg.lora_rank` (and `lora_targets`); `pack_mean_len` (mean real
+  tokens per sequence) plans the packed update (module docstring)."""
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"optimizer {optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
   remat = model_cfg.remat if remat is None else remat
@@ -159,9 +193,15 @@ def plan(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, s
   mesh_shape = {a: int(mesh_shape.get(a, 1)) for a in sharding.AXES}
   cfg = model_cfg.replace(param_dtype=param_dtype) if param_dtype else model_cfg
 
+  if pack_mean_len is not None and not 0 < pack_mean_len <= seq_len:
+    raise ValueError(f"pack_mean_len={pack_mean_len}: need 0 < pack_mean_len <= seq_len "
+                     f"({seq_len})")
   params = qwen3.abstract_params(cfg)
   p_specs = sharding.param_specs(params, mesh_shape)
-  opt = jax.eval_shape(OPTIMIZERS[optimizer]().init, params)
+  # Only `lora.trainable(params)` has gradients and optimizer state (all params without LoRA).
+  trained = lora.trainable(params)
+  t_specs = lora.trainable(p_specs) if cfg.lora_rank else p_specs
+  opt = jax.eval_shape(OPTIMIZERS[optimizer]().init, trained)
   o_specs = sharding.opt_state_specs(opt, p_specs, mesh_shape)
   cache = jax.eval_shape(functools.partial(qwen3.init_cache, cfg, rollout_batch, seq_len))
   c_specs = sharding.kv_cache_spec(cache, mesh_shape)
@@ -170,6 +210,8 @@ def plan(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, s
   micro_spec = sharding.fit_spec(sharding.batch_spec(), (micro_batch, seq_len), mesh_shape,
                                  "batch")
   b = micro_batch // _shard_factor(micro_spec, mesh_shape)
+  if pack_mean_len is not None:  # the micro-batch's b sequences packed into full rows
+    b = -(-b * pack_mean_len // seq_len)
   tp = mesh_shape["tensor"]
   n_tok = b * seq_len
   logits_naive = 3 * n_tok * cfg.vocab_size * 4 // tp
@@ -185,8 +227,10 @@ def plan(model_cfg: ModelConfig, mesh_shape: Mapping[str, int], *, batch: int, s
       activations=_activations(cfg, b, seq_len, tp, remat),
       logits_naive=logits_naive, logits_fused=logits_fused,
       kv_cache=device_bytes(cache, c_specs, mesh_shape))
-  out["grads"] = out["params"]
-  out["reference"] = out["params"] if reference else 0
+  out["grads"] = device_bytes(trained, t_specs, mesh_shape)
+  out["adapters"] = out["grads"] if cfg.lora_rank else 0
+  # The LoRA reference is the base with the adapters off: the same arrays, nothing extra.
+  out["reference"] = out["params"] if reference and not cfg.lora_rank else 0
   logits = logits_fused if logprob == "fused" else logits_naive
   out["train_temps"] = out["grads"] + out["activations"] + logits
   out["total"] = (out["params"] + out["reference"] + out["opt_state"] +
@@ -238,9 +282,13 @@ def format_plan(p: Mapping[str, Any], header: str = "") -> str:
   lines = [header] if header else []
   lines += [f"{'per device':<44}{'bytes':>20}{'GiB':>12}",
             row("params (unsharded, whole model)", p["params_total"]),
-            row("params", p["params"]),
-            row("grads", p["grads"]),
-            row("optimizer state", p["opt_state"])]
+            row("params", p["params"])]
+  if p["adapters"]:
+    lines += [row("  of which LoRA adapters (float32, trained)", p["adapters"]),
+              row("grads (adapters only)", p["grads"]),
+              row("optimizer state (adapters only)", p["opt_state"])]
+  else:
+    lines += [row("grads", p["grads"]), row("optimizer state", p["opt_state"])]
   if p["reference"]:
     lines.append(row("reference params (frozen)", p["reference"]))
   lines += [row("activations (saved for backward)", p["activations"]),
@@ -271,7 +319,14 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--remat", choices=REMAT,
                       help="activation rematerialisation (default: the model config's `remat`)")
   parser.add_argument("--logprob", default="fused", choices=LOGPROB)
-  parser.add_argument("--reference", action="store_true", help="count a frozen KL reference copy")
+  parser.add_argument("--reference", action="store_true", help="count a frozen KL reference copy "
+                      "(free with LoRA: the base with the adapters off)")
+  parser.add_argument("--lora-rank", type=int, default=0,
+                      help="LoRA adapters of this rank (0 = full fine-tuning)")
+  parser.add_argument("--lora-targets", default=",".join(LORA_PROJECTIONS),
+                      help="comma-separated projections with adapters (default all seven)")
+  parser.add_argument("--pack-mean-len", type=int,
+                      help="packed update: mean real tokens per sequence (default: no packing)")
   docs = parser.add_mutually_exclusive_group()
   docs.add_argument("--write-docs", metavar="MD", help="re-run every `$ python -m rl_jax.plan ...` "
                     "block of this markdown file and rewrite its output in place")
@@ -294,10 +349,13 @@ def run(argv) -> tuple[str, dict[str, Any], str | None]:
   devices, hbm = parse_topology(args.topology) if args.topology else (None, None)
   mesh_shape = resolve_mesh(args.mesh, devices)
   cfg = get_model_config(args.model)
+  if args.lora_rank:
+    cfg = cfg.replace(lora_rank=args.lora_rank, lora_targets=args.lora_targets)
   p = plan(cfg, mesh_shape, batch=args.batch, seq_len=args.seq_len,
            micro_batch=args.micro_batch, rollout_batch=args.rollout_batch,
            optimizer=args.optimizer, param_dtype=args.param_dtype, remat=args.remat,
-           logprob=args.logprob, reference=args.reference, hbm_bytes=hbm)
+           logprob=args.logprob, reference=args.reference, pack_mean_len=args.pack_mean_len,
+           hbm_bytes=hbm)
   dtype = args.param_dtype or cfg.param_dtype
   header = (f"model={args.model} ({cfg.num_params():,} params, {dtype})  "
             f"mesh={p['mesh']} ({p['num_devices']} devices"
@@ -305,6 +363,12 @@ def run(argv) -> tuple[str, dict[str, Any], str | None]:
             f"batch={args.batch} micro_batch={args.micro_batch or args.batch} "
             f"rows/device={p['rows_per_device']} seq_len={args.seq_len} "
             f"optimizer={args.optimizer} remat={args.remat or cfg.remat} logprob={args.logprob}")
+  if args.lora_rank or args.pack_mean_len:
+    header += "\n" + " ".join(
+        ([f"lora_rank={cfg.lora_rank} ({cfg.num_adapter_params():,} adapter params on "
+          f"{len(cfg.lora_targets)} projections)"] if args.lora_rank else []) +
+        ([f"packed: mean_len={args.pack_mean_len} -> {p['rows_per_device']} packed rows/device"]
+         if args.pack_mean_len else []))
   return format_plan(p, header), p, args.topology
 
 

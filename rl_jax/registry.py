@@ -15,7 +15,7 @@ T = TypeVar("T", bound=Callable[..., Any])
 
 # Arguments every factory of a registry may receive from the loop rather than from the config
 # (e.g. the run context); they are not config keys.
-_CONTEXT_ARGS = ("ctx", "stage", "section", "exp", "seed")
+_CONTEXT_ARGS = ("ctx", "stage", "section", "exp", "seed", "data_dir")
 
 
 class Registry(Generic[T]):

@@ -47,6 +47,14 @@ PARAM_RULES: tuple[tuple[str, P], ...] = (
     (r"^layers/mlp/(gate|up)_proj/kernel$", P(None, "fsdp", "tensor")),        # [L, D, F]
     (r"^layers/attn/o_proj/kernel$", P(None, "tensor", "fsdp")),               # [L, H*Hd, D]
     (r"^layers/mlp/down_proj/kernel$", P(None, "tensor", "fsdp")),             # [L, F, D]
+    # LoRA adapters (rl_jax.models.lora): A [L, in, r], B [L, r, out] split like their kernel
+    # on the in / out dim, rank replicated, so x A and (x A) B follow the kernel's layout.
+    (r"^layers/attn/(q|k|v)_proj/lora_a$", P(None, "fsdp", None)),
+    (r"^layers/mlp/(gate|up)_proj/lora_a$", P(None, "fsdp", None)),
+    (r"^layers/attn/(q|k|v)_proj/lora_b$", P(None, None, "tensor")),
+    (r"^layers/mlp/(gate|up)_proj/lora_b$", P(None, None, "tensor")),
+    (r"^layers/(attn/o|mlp/down)_proj/lora_a$", P(None, "tensor", None)),
+    (r"^layers/(attn/o|mlp/down)_proj/lora_b$", P(None, None, "fsdp")),
     (r"^(layers/)?(input_norm|post_attn_norm|attn/q_norm|attn/k_norm|final_norm)/scale$", P()),
     (r"^lm_head/kernel$", P("fsdp", "tensor")),                                # [D, V]
 )

@@ -3,7 +3,12 @@
 A task turns problems into text (prompt, reference completion) and scores a sampled completion.
 Registry `TASKS`: "arithmetic" (the quickstart's synthetic addition task) and "gsm8k" (bundled
 GSM8K); a project registers its own (`@TASKS.register("name")`, a factory taking the config's
-`task` kwargs and `seed`).
+`task` kwargs and `seed`; a factory with a `data_dir` parameter receives the run's data
+directory, where the data layer's tfds builders write: `rl_jax.data.builders`).
+
+Both core tasks read their problems through the data layer: the arithmetic problems are the
+"rl_jax_arithmetic" tfds dataset, GSM8K the "rl_jax_gsm8k" one, prepared as ArrayRecord files in
+`data_dir` (docs/architecture.md "Data layer").
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from rl_jax.data import gsm8k
+from rl_jax.data import builders, gsm8k
 from rl_jax.envs.arithmetic import ArithmeticTask
 from rl_jax.registry import Registry
 from rl_jax.rewards import math_answer
@@ -33,6 +38,13 @@ class TaskData:
   pairs of a `preference` stage, kwargs from the config's `preference.pairs` (e.g. which
   negatives); the stage tokenises them (prompt masked out of the loss) and reports malformed
   records by index (`rl_jax.stages.preference`).
+  Supervised data through the data layer (`rl_jax.data.loader`; grain, iterator state in the
+  checkpoint); each, when set, is used instead of the provider below it:
+  pretrain_data() -> `loader.Corpus` (documents packed into rows with segment ids; called as
+  pretrain_data(corpus=name) for a stage with `pretrain.corpus`);
+  sft_data() -> `loader.Examples` (fixed-layout demonstrations, one permutation per epoch).
+  sft_batch / pretrain_batch(batch_size, rng) -> (tokens, valid, loss_mask) numpy [B, L]: a
+  provider called with `default_rng([seed, stage_id, step])` (replicated on every process).
   """
   name: str
   train: Sequence[Any]
@@ -49,6 +61,8 @@ class TaskData:
   sft_batch: Callable[[int, np.random.Generator], tuple] | None = None
   pretrain_batch: Callable[[int, np.random.Generator], tuple] | None = None
   preference_pairs: Callable[..., Sequence[tuple[str, str, str]]] | None = None
+  pretrain_data: Callable[..., Any] | None = None
+  sft_data: Callable[[], Any] | None = None
 
   def sample_rl(self, n: int, rng: np.random.Generator) -> list:
     if self.rl_sampler is not None:
@@ -72,9 +86,16 @@ def _last_field(text: str) -> str | None:
 
 @TASKS.register("arithmetic")
 def arithmetic_task(*, num_operands: int = 3, num_digits: int = 2, train_size: int = 350,
-                    eval_size: int = 200, seed: int = 0, **_) -> TaskData:
+                    eval_size: int = 200, seed: int = 0, data_dir: str = "", **_) -> TaskData:
+  """Sums of `num_operands` numbers of `num_digits` digits (`rl_jax.envs.arithmetic`): train
+  and held-out problems from the "rl_jax_arithmetic" tfds dataset in `data_dir` (the run's;
+  "" = `builders.default_data_dir()`); RL draws fresh sums, never held-out ones."""
   task = ArithmeticTask(num_operands=num_operands, num_digits=num_digits)
-  train, held_out = task.split(train_size, eval_size, seed)
+  sources = builders.prepare(builders.Arithmetic, data_dir or builders.default_data_dir(),
+                             builders.arithmetic_config(num_operands, num_digits, train_size,
+                                                        eval_size, seed))
+  train, held_out = (builders.arithmetic_problems(task, sources.get(split, ()))
+                     for split in ("train", "eval"))
   held_out_operands = {p.operands for p in held_out}
 
   def fresh(n, rng):
@@ -90,14 +111,20 @@ def arithmetic_task(*, num_operands: int = 3, num_digits: int = 2, train_size: i
 
 @TASKS.register("gsm8k")
 def gsm8k_task(*, train_size: int = 0, eval_size: int = 0, path: str = "", eval_path: str = "",
-               seed: int = 0, **_) -> TaskData:
+               seed: int = 0, data_dir: str = "", **_) -> TaskData:
   """GSM8K in the chat format; sizes 0 mean the whole split.
 
   path / eval_path: JSONL files in GSM8K's format (`{"question", "answer": "... #### x"}` per
   line) to train / evaluate on instead of the bundled splits ("" = bundled); relative paths are
-  read from the working directory."""
-  train = gsm8k.load_gsm8k("train", path=path or None)
-  test = gsm8k.load_gsm8k("test", path=eval_path or None)
+  read from the working directory. Read through the "rl_jax_gsm8k" tfds builder into `data_dir`
+  (the run's; "" = `builders.default_data_dir()`): a malformed line stops with its file:line."""
+  config = None  # the bundled copy, read as the builder's manual dir (offline)
+  if path or eval_path:
+    config = builders.gsm8k_files_config(gsm8k.resolve_path("train", path or None),
+                                         gsm8k.resolve_path("test", eval_path or None))
+  sources = builders.prepare(builders.Gsm8k, data_dir or builders.default_data_dir(), config,
+                             manual_dir=gsm8k.ASSET_DIR)
+  train, test = (builders.gsm8k_problems(sources[split]) for split in gsm8k.SPLITS)
   rng = np.random.default_rng(seed)
   if train_size:
     train = [train[i] for i in rng.permutation(len(train))[:train_size]]

@@ -64,6 +64,10 @@ class Batch:
   ref_logp_BxL: reference-policy log-probs (zeros when the KL term is off).
   advantages_B: per-sequence advantage (token-level advantages use `advantages_BxL`).
   advantages_BxL: per-token advantage, or None.
+  is_weight_BxL: constant importance weights of stale samples (asynchronous RL,
+    `rl_jax.algorithms.off_policy`), or None (on-policy).
+  packed: the batch's packed rows (`rl_jax.packing.PackedRows`), or None: with them the update
+    runs its forward pass on the packed rows and the loss on this [B, L] layout.
   """
   tokens_BxL: jax.Array
   valid_BxL: jax.Array
@@ -72,6 +76,8 @@ class Batch:
   ref_logp_BxL: jax.Array
   advantages_B: jax.Array
   advantages_BxL: Any = None
+  is_weight_BxL: Any = None
+  packed: Any = None
 
 
 @struct.dataclass

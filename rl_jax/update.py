@@ -24,9 +24,10 @@ import numpy as np
 from flax import struct
 
 from rl_jax import logprobs as logprobs_lib
-from rl_jax import optim, sharding
+from rl_jax import optim, packing, sharding
 from rl_jax.algorithms import losses
 from rl_jax.algorithms.advantages import check_group_shape
+from rl_jax.models import lora
 from rl_jax.models.config import ModelConfig
 from rl_jax.types import Batch, TrainState
 
@@ -41,12 +42,16 @@ class UpdateCfg:
   num_microbatches: micro-batches per optimizer step (gradient accumulation).
   logprob_impl: "naive" | "xla" | "pallas" | "auto": how log-probs are computed (fused kernels
     avoid the f32 [B, T, V] logits).
+  pack_sequences: `train_on_rollout` packs each mini-batch's sequences several to a row
+    (`rl_jax.packing`); the step then runs its forward pass on the packed rows (any batch that
+    carries `packed` does) and the loss on the [B, L] layout: the same loss and gradient.
   """
   model: ModelConfig
   loss: losses.LossCfg
   optim: optim.OptimCfg
   num_microbatches: int = 1
   logprob_impl: str = "auto"
+  pack_sequences: bool = False
 
   def __post_init__(self):
     if self.num_microbatches < 1:
@@ -92,14 +97,20 @@ def accumulate_gradients(loss_fn: Callable, params, batch, num_microbatches: int
   batch because they add 0 to loss_sum and its gradient (`drop_zero_advantage_rows`).
 
   Returns:
-    grads (of sum(loss_sum) / (sum(denom) + denom_extra)), loss (same ratio), denom total,
-    stats sums where `stats` is a dict name -> (numerator, denominator).
+    grads (of sum(loss_sum) / (sum(denom) + denom_extra)) with respect to
+    `lora.trainable(params)` (all params, or only the LoRA adapters when params carry them),
+    loss (same ratio), denom total, stats sums where `stats` is a dict name -> (numerator,
+    denominator).
   """
   micro = split_microbatches(batch, num_microbatches, where)
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  # With LoRA adapters in params only they are differentiated: the frozen base gets no gradient
+  # (no [params]-sized gradient buffer, no weight-gradient matmuls), rl_jax.models.lora.
+  grad_fn = jax.value_and_grad(lambda trained, mb: loss_fn(lora.combine(trained, params), mb),
+                               has_aux=True)
+  trained = lora.trainable(params)
 
   def body(carry, mb):
-    (loss_sum, (denom, stats)), grads = grad_fn(params, mb)
+    (loss_sum, (denom, stats)), grads = grad_fn(trained, mb)
     acc_grads, acc_loss, acc_denom, acc_stats = carry
     acc_stats = jax.tree.map(jnp.add, acc_stats, stats)
     return (jax.tree.map(jnp.add, acc_grads, grads), acc_loss + loss_sum, acc_denom + denom,
@@ -108,7 +119,7 @@ def accumulate_gradients(loss_fn: Callable, params, batch, num_microbatches: int
   first = jax.tree.map(lambda x: x[0], micro)
   stats_shape = jax.eval_shape(lambda p, b: loss_fn(p, b)[1][1], params, first)
   zeros = lambda t: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), t)
-  init = (jax.tree.map(jnp.zeros_like, params), jnp.float32(0.0), jnp.float32(0.0),
+  init = (jax.tree.map(jnp.zeros_like, trained), jnp.float32(0.0), jnp.float32(0.0),
           zeros(stats_shape))
   (grads, loss_sum, denom, stats), _ = jax.lax.scan(body, init, micro)
   denom = denom + denom_extra
@@ -123,7 +134,10 @@ def apply_gradients(state: TrainState, grads, learning_rate: jax.Array, optim_cf
   lr = learning_rate * optim.lr_multiplier(state.step, optim_cfg)
   opt_state = optim.set_learning_rate(state.opt_state, lr)
   updates, opt_state = tx.update(grads, opt_state, state.params)
-  params = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), state.params, updates)
+  # `grads` and `updates` cover lora.trainable(params): all params, or only the adapters.
+  trained = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), lora.trainable(state.params),
+                         updates)
+  params = lora.combine(trained, state.params)
   metrics = {"grad/norm": optim_global_norm(grads), "optim/lr": lr}
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -133,13 +147,18 @@ def optim_global_norm(tree) -> jax.Array:
 
 
 def _policy_loss_fn(params, mb: Batch, knobs: UpdateKnobs, cfg: UpdateCfg):
-  logp_BxL, entropy_BxL = logprobs_lib.token_logprobs(
-      params, mb.tokens_BxL, mb.valid_BxL, cfg=cfg.model, implementation=cfg.logprob_impl,
-      return_entropy=True)
+  if mb.packed is not None:  # forward over the packed rows, log-probs back in [B, L]
+    logp_BxL, entropy_BxL = logprobs_lib.packed_token_logprobs(
+        params, mb.packed, cfg=cfg.model, implementation=cfg.logprob_impl, return_entropy=True)
+  else:
+    logp_BxL, entropy_BxL = logprobs_lib.token_logprobs(
+        params, mb.tokens_BxL, mb.valid_BxL, cfg=cfg.model, implementation=cfg.logprob_impl,
+        return_entropy=True)
   adv = mb.advantages_BxL if mb.advantages_BxL is not None else mb.advantages_B
   ref = mb.ref_logp_BxL if cfg.loss.use_kl_loss else None
   loss_sum, denom, stats = losses.policy_loss(logp_BxL, mb.old_logp_BxL, adv, mb.loss_mask_BxL,
-                                              knobs.loss, cfg=cfg.loss, ref_logp_BxT=ref)
+                                              knobs.loss, cfg=cfg.loss, ref_logp_BxT=ref,
+                                              is_weight_BxT=mb.is_weight_BxL)
   mask = mb.loss_mask_BxL.astype(jnp.float32)
   stats = dict(stats)
   stats["entropy"] = (jnp.sum(jax.lax.stop_gradient(entropy_BxL) * mask), jnp.sum(mask))
@@ -257,6 +276,11 @@ def train_on_rollout(state: TrainState, batch: Batch, knobs: UpdateKnobs, key: j
         mini, denom_extra, num_kept = drop_zero_advantage_rows(
             mini, cfg.loss, math.lcm(drop_zero_advantage, cfg.num_microbatches))
         extra = (denom_extra,)
+      if cfg.pack_sequences:
+        shards = 1 if mesh is None else math.prod(
+            mesh.shape[a] for a in sharding.BATCH_AXES if a in mesh.shape)
+        mini = packing.pack_batch(mini, num_microbatches=cfg.num_microbatches,
+                                  batch_shards=shards)
       if mesh is not None:
         # Re-indexing gathers the rows; put them back over (data, fsdp) so the update runs
         # data-parallel instead of on a replicated mini-batch.

@@ -81,7 +81,10 @@ def _check_sampling(out: str, hf: bool) -> None:
     if theirs_v is None:
       assert ratio == "n/a"
     else:
-      assert float(ratio) == pytest.approx(ours_v / theirs_v, rel=0.02, abs=0.01), dtype
+      # Both rates are printed rounded to whole tok/s: bound the ratio by that rounding (a
+      # loaded machine can print HF's bf16 rate as "1", where the rounding is half the value).
+      low, high = (ours_v - 0.5) / (theirs_v + 0.5), (ours_v + 0.5) / max(theirs_v - 0.5, 1e-9)
+      assert low * 0.98 - 0.01 <= float(ratio) <= high * 1.02 + 0.01, (dtype, ratio, low, high)
   checks = [l for l in lines if l.startswith("same model check")]
   if hf:  # the two frameworks run the same model
     assert "argmax equal: yes" in checks[0] and "greedy tokens equal: yes" in checks[0], checks

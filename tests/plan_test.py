@@ -274,3 +274,81 @@ def test_choose_microbatches_rejects_bad_sizes():
     planner.choose_microbatches(cfg, {}, rows=0, seq_len=8, budget_bytes=1)
   with pytest.raises(ValueError, match="rows >= 1 and budget_bytes > 0"):
     planner.choose_microbatches(cfg, {}, rows=8, seq_len=8, budget_bytes=0)
+
+
+# ---- LoRA, packing and the Qwen3-4B-on-16-GB plan (docs/scaling.md) ----
+QWEN3_4B_LORA = ["--model", "qwen3_4b", "--topology", "v5e-1", "--batch", "16", "--micro-batch",
+                 "1", "--rollout-batch", "16", "--seq-len", "1280", "--remat", "full",
+                 "--logprob", "fused"]
+
+
+def test_lora_plan_counts_adapters_only_for_grads_and_adam_by_hand():
+  cfg = get_model_config("qwen3_4b", lora_rank=16)
+  one = dict(data=1, fsdp=1, tensor=1)
+  p = planner.plan(cfg, one, batch=16, seq_len=1280, micro_batch=1, reference=True)
+  # r * (in + out) per projection: q 2560+4096, k and v 2560+1024, o 4096+2560, gate and up
+  # 2560+9728, down 9728+2560; 36 layers, rank 16, float32.
+  adapters = 36 * 16 * (6656 + 2 * 3584 + 6656 + 3 * 12288)
+  assert adapters == 33_030_144 == cfg.num_adapter_params()
+  assert p["adapters"] == p["grads"] == 4 * adapters
+  assert p["opt_state"] == 2 * 4 * adapters + 4  # Adam mu, nu of the adapters + the count
+  assert p["params"] == 2 * cfg.num_params() + 4 * adapters  # frozen bf16 base + adapters
+  assert p["reference"] == 0  # the base with the adapters off: no copy
+  full = planner.plan(cfg.replace(lora_rank=0), one, batch=16, seq_len=1280, micro_batch=1)
+  assert full["grads"] == full["params"] == 2 * cfg.num_params()
+
+
+def test_packing_plans_the_packed_rows():
+  cfg = get_model_config("qwen3_4b")
+  one = dict(data=1, fsdp=1, tensor=1)
+  packed = planner.plan(cfg, one, batch=16, seq_len=1280, micro_batch=4, pack_mean_len=640)
+  assert packed["rows_per_device"] == 2  # 4 sequences of 640 tokens fill 2 rows of 1280
+  two_rows = planner.plan(cfg, one, batch=16, seq_len=1280, micro_batch=2)
+  assert packed["activations"] == two_rows["activations"]
+  assert planner.plan(cfg, one, batch=16, seq_len=1280, micro_batch=4,
+                      pack_mean_len=641)["rows_per_device"] == 3  # 2564 tokens: 3 rows
+  with pytest.raises(ValueError, match="pack_mean_len=2000"):
+    planner.plan(cfg, one, batch=16, seq_len=1280, pack_mean_len=2000)
+
+
+def test_qwen3_4b_grpo_with_lora_fits_one_16gb_device_and_full_finetuning_does_not():
+  text, lora_plan, _ = planner.run(QWEN3_4B_LORA + ["--lora-rank", "16", "--reference"])
+  assert lora_plan["fits"] and lora_plan["total"] < 11 * 2 ** 30
+  # The documented breakdown is this command's output (docs/scaling.md).
+  assert text.split("\n")[2].startswith("lora_rank=16 (33,030,144 adapter params")
+  _, full_plan, _ = planner.run(QWEN3_4B_LORA)
+  assert not full_plan["fits"] and full_plan["total"] > 30 * 2 ** 30
+
+
+def test_lora_plan_is_consistent_with_compiled_memory_analysis():
+  """A scaled-down Qwen3 (f32, remat="full", fused log-probs, LoRA r=8) through the real update
+  step: the compiled program's arguments are exactly the planned state (params, adapters' Adam
+  state) plus the batch, and its temporaries are within 2x of the planned train temporaries."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from rl_jax import optim  # pylint: disable=g-import-not-at-top
+  from rl_jax.algorithms import losses  # pylint: disable=g-import-not-at-top
+  from rl_jax.types import Batch  # pylint: disable=g-import-not-at-top
+  from rl_jax.update import UpdateCfg, UpdateKnobs, init_train_state, update_step_fn  # noqa
+  b, t, m = 8, 128, 2
+  cfg = get_model_config("tiny", vocab_size=512, num_layers=4, hidden_size=256, num_heads=4,
+                         num_kv_heads=2, head_dim=64, intermediate_size=768, max_seq_len=t,
+                         remat="full", lora_rank=8)
+  ucfg = UpdateCfg(model=cfg, loss=losses.LossCfg(use_kl_loss=True), optim=optim.OptimCfg(),
+                   num_microbatches=m, logprob_impl="xla")
+  state = jax.eval_shape(lambda: init_train_state(qwen3.init_params(cfg, jax.random.key(0)),
+                                                  ucfg))
+  f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+  batch = Batch(tokens_BxL=jax.ShapeDtypeStruct((b, t), jnp.int32),
+                valid_BxL=jax.ShapeDtypeStruct((b, t), jnp.bool_), loss_mask_BxL=f32(b, t),
+                old_logp_BxL=f32(b, t), ref_logp_BxL=f32(b, t), advantages_B=f32(b))
+  knobs = jax.eval_shape(lambda: UpdateKnobs.create(losses.LossKnobs.create(), 1e-3))
+  compiled = jax.jit(functools.partial(update_step_fn, cfg=ucfg)).lower(
+      state, batch, knobs).compile().memory_analysis()
+  p = planner.plan(cfg, dict(data=1, fsdp=1, tensor=1), batch=b, seq_len=t, micro_batch=b // m)
+  nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+  step_and_batch = 4 + nbytes(batch) + nbytes(knobs)
+  # The optimizer's injected hyper-parameters are 3 scalars the planner's plain AdamW lacks.
+  extra = compiled.argument_size_in_bytes - step_and_batch - (p["params"] + p["opt_state"])
+  assert 0 <= extra <= 16, (compiled, p)
+  ratio = compiled.temp_size_in_bytes / p["train_temps"]
+  assert 0.5 < ratio < 2.0, (compiled.temp_size_in_bytes, p["train_temps"])

@@ -225,7 +225,8 @@ def _check_shapes(logp_BxT, old_logp_BxT, adv, mask_BxT, ref_logp_BxT):
 
 def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv: jax.Array,
                 mask_BxT: jax.Array, knobs: LossKnobs, *, cfg: LossCfg,
-                ref_logp_BxT: jax.Array | None = None) -> tuple[jax.Array, jax.Array, Stats]:
+                ref_logp_BxT: jax.Array | None = None,
+                is_weight_BxT: jax.Array | None = None) -> tuple[jax.Array, jax.Array, Stats]:
   """Clipped policy loss of one micro-batch as (loss_sum, denom, stats); loss = sum / denom.
 
   Token level (cfg.level="token"), per token with r_t = exp(logp_t - old_logp_t):
@@ -240,6 +241,11 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv: jax.Array,
     s_{i,t} = sg[s_i] * exp(logp_t - sg[logp_t]), clipped per token with A_{i,t}, aggregated by
     cfg.agg. With A constant per sequence and agg="seq_mean_token_mean" it equals GSPO in value
     and gradient.
+  Off-policy weights (asynchronous RL, decoupled PPO, arXiv 2505.24298): with `is_weight_BxT`
+  the clipped term is multiplied by that constant, per token (w_t L_t) or, for GSPO, per
+  sequence by the masked token mean of w over the sequence (the sequence levels of
+  `rl_jax.algorithms.off_policy` make w constant along a row, so that mean is w_i). The KL term
+  is not weighted. None (the default) leaves the loss bitwise unchanged.
   KL: if cfg.use_kl_loss, beta * KL_t (cfg.kl_estimator) is added per token before aggregation
   (for GSPO: beta times the per-sequence token mean). It is logged whenever ref log-probs are given.
 
@@ -254,6 +260,7 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv: jax.Array,
     knobs: LossKnobs (traced).
     cfg: LossCfg (static).
     ref_logp_BxT: [B, T] log pi_ref; required when cfg.use_kl_loss.
+    is_weight_BxT: [B, T] constant importance weights of stale samples, or None.
 
   Returns:
     loss_sum, denom: f32 scalars. stats: name -> (numerator, denominator): clip/frac_low,
@@ -265,6 +272,11 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv: jax.Array,
   if ref_logp_BxT is not None:
     ref_logp_BxT = jnp.asarray(ref_logp_BxT)
   _check_shapes(logp_BxT, old_logp_BxT, adv, mask_BxT, ref_logp_BxT)
+  if is_weight_BxT is not None:
+    if is_weight_BxT.shape != logp_BxT.shape:
+      raise ValueError(f"is_weight_BxT has shape {is_weight_BxT.shape}, expected "
+                       f"{logp_BxT.shape} like logp_BxT (in policy_loss)")
+    is_weight_BxT = jax.lax.stop_gradient(jnp.asarray(is_weight_BxT, jnp.float32))
   if cfg.use_kl_loss and ref_logp_BxT is None:
     raise ValueError("LossCfg.use_kl_loss=True needs ref_logp_BxT (in policy_loss)")
   knobs = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), knobs)
@@ -300,6 +312,9 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv: jax.Array,
     adv_B = adv if adv.ndim == 1 else adv.sum(axis=1) / jnp.maximum(tokens_B, 1.0)
     ratio_B = jnp.exp(jnp.clip(seq_log_ratio_B, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     pg_B, low_B, high_B, dual_B = _clipped_surrogate(ratio_B, adv_B, knobs)
+    if is_weight_BxT is not None:
+      pg_B = pg_B * (jnp.where(mask_BxT, is_weight_BxT, 0.0).sum(axis=1)
+                     / jnp.maximum(tokens_B, 1.0))
     pg_B = jnp.where(seqs_B, pg_B, 0.0)
     total_B = pg_B
     if use_kl:
@@ -320,6 +335,8 @@ def policy_loss(logp_BxT: jax.Array, old_logp_BxT: jax.Array, adv: jax.Array,
     ratio_BxT = jnp.exp(jnp.clip(log_ratio_BxT, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     adv_BxT = jnp.broadcast_to(adv[:, None] if adv.ndim == 1 else adv, ratio_BxT.shape)
     pg_BxT, low, high, dual = _clipped_surrogate(ratio_BxT, adv_BxT, knobs)
+    if is_weight_BxT is not None:
+      pg_BxT = pg_BxT * jnp.where(mask_BxT, is_weight_BxT, 0.0)
     pg_BxT = jnp.where(mask_BxT, pg_BxT, 0.0)
     total_BxT = pg_BxT
     if use_kl:

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import pathlib
+from typing import Iterator
 
 ASSET_DIR = pathlib.Path(__file__).resolve().parent / "assets" / "gsm8k"
 SPLITS = ("train", "test")
@@ -58,15 +59,8 @@ def _parse_line(line: str, where: str) -> MathProblem:
   return MathProblem(question=row["question"], solution=solution.rstrip(), answer=answer)
 
 
-def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None) -> list[MathProblem]:
-  """All problems of the bundled `split`, or of the JSONL file at `path` (then `split` is unused).
-
-  Raises ValueError naming `file:line` for any malformed line (bad JSON, missing or non-string
-  key, no or several `####`, empty answer, blank line, bad UTF-8); no row is ever skipped.
-  A file with no records (0 bytes, or only blank lines) raises ValueError naming the file:
-  an empty data set would otherwise train or evaluate on nothing without complaint (and an
-  eval accuracy over 0 problems is meaningless), typically after a failed download or copy.
-  """
+def resolve_path(split: str = "train", path: str | os.PathLike | None = None) -> pathlib.Path:
+  """The JSONL file of the bundled `split`, or `path` (which must exist)."""
   if path is None:
     if split not in SPLITS:
       raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
@@ -74,7 +68,21 @@ def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None) -> l
   path = pathlib.Path(path)
   if not path.is_file():
     raise ValueError(f"GSM8K file not found: {path}")
-  problems = []
+  return path
+
+
+def iter_gsm8k(path: str | os.PathLike) -> Iterator[tuple[int, MathProblem]]:
+  """(line number, problem) for every line of the JSONL file at `path`, strictly.
+
+  Raises ValueError naming `file:line` for any malformed line (bad JSON, missing or non-string
+  key, no or several `####`, empty answer, blank line, bad UTF-8); no row is ever skipped.
+  A file with no records (0 bytes, or only blank lines) raises ValueError naming the file:
+  an empty data set would otherwise train or evaluate on nothing without complaint (and an
+  eval accuracy over 0 problems is meaningless), typically after a failed download or copy.
+  The tfds builder of the data layer (`rl_jax.data.builders.Gsm8k`) reads through this too.
+  """
+  path = pathlib.Path(path)
+  count = 0
   with open(path, "rb") as f:  # bytes, so a bad encoding is also reported with its line
     for lineno, raw in enumerate(f, start=1):
       try:
@@ -83,13 +91,19 @@ def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None) -> l
         raise ValueError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start}); "
                          f"expected a UTF-8 JSON object") from None
       if not line.strip():
-        if not problems and not f.read().strip():  # nothing but blank lines: say so
+        if not count and not f.read().strip():  # nothing but blank lines: say so
           raise _no_records(path, "only blank lines")
         raise ValueError(f"{path}:{lineno}: blank line; expected a JSON object")
-      problems.append(_parse_line(line, f"{path}:{lineno}"))
-  if not problems:
+      count += 1
+      yield lineno, _parse_line(line, f"{path}:{lineno}")
+  if not count:
     raise _no_records(path, "the file is empty")
-  return problems
+
+
+def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None) -> list[MathProblem]:
+  """All problems of the bundled `split`, or of the JSONL file at `path` (then `split` is unused).
+  Errors as `iter_gsm8k` (file:line of the first malformed line)."""
+  return [problem for _, problem in iter_gsm8k(resolve_path(split, path))]
 
 
 def _no_records(path: pathlib.Path, what: str) -> ValueError:

@@ -73,6 +73,28 @@ class CachedJudge:
     return self.calls.map("judge", self.identity, rows, call)
 
 
+class CachedQueryGenerator:
+  def __init__(self, inner, calls: CachedCalls):
+    self.inner, self.calls, self.identity = inner, calls, inner.identity
+
+  def generate_queries(self, documents: Sequence[str]) -> list[str | None]:
+    rows = [{"document": d} for d in documents]
+    return self.calls.map("query_generator", self.identity, rows, lambda missing:
+                          self.inner.generate_queries([r["document"] for r in missing]))
+
+
+class CachedAnswerabilityFilter:
+  def __init__(self, inner, calls: CachedCalls):
+    self.inner, self.calls, self.identity = inner, calls, inner.identity
+
+  def answerable(self, documents: Sequence[str], queries: Sequence[str]) -> list[bool | None]:
+    rows = [{"document": d, "query": q} for d, q in zip(documents, queries, strict=True)]
+    return self.calls.map("answerability_filter", self.identity, rows, lambda missing: [
+        bool(x) for x in self.inner.answerable([r["document"] for r in missing],
+                                               [r["query"] for r in missing])])
+
+
 WRAPPERS = {"teacher": CachedTeacher, "key_point_extractor": CachedKeyPointExtractor,
             "query_rewriter": CachedQueryRewriter, "rubric_generator": CachedRubricGenerator,
-            "judge": CachedJudge}
+            "judge": CachedJudge, "query_generator": CachedQueryGenerator,
+            "answerability_filter": CachedAnswerabilityFilter}

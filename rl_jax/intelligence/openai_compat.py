@@ -65,6 +65,20 @@ class OpenAICompatClient:
     return [self.chat(f"Rewrite the query for this scenario.\nScenario: {c}\nQuery: {q}")[0]
             for q, c in zip(queries, contexts)]
 
+  def generate_queries(self, documents: Sequence[str]) -> list[str]:
+    return [self.chat("Write the one question a reader could ask that this post answers. "
+                      f"Answer with the question only.\nPost: {d}")[0].strip() for d in documents]
+
+  def answerable(self, documents: Sequence[str], queries: Sequence[str]) -> list[bool]:
+    out = []
+    for d, q in zip(documents, queries):
+      text = self.chat("Does the post contain enough information to answer the question? "
+                       f"Answer yes or no.\nPost: {d}\nQuestion: {q}")[0].strip().lower()
+      if not text.startswith(("yes", "no")):
+        raise ValueError(f"answerability answer is neither yes nor no: {text[:100]!r}")
+      out.append(text.startswith("yes"))
+    return out
+
   def generate_rubrics(self, queries: Sequence[str], references: Sequence[str]
                        ) -> list[list[dict[str, Any]]]:
     out = []

@@ -70,6 +70,27 @@ class Judge(Protocol):
     ...
 
 
+@runtime_checkable
+class QueryGenerator(Protocol):
+  """generate_queries(documents) -> the reader question each document answers, one per
+  document (PUGC's instruction generation from user-generated content, arXiv 2506.04463)."""
+  identity: str
+
+  def generate_queries(self, documents: Sequence[str]) -> list[str]:
+    ...
+
+
+@runtime_checkable
+class AnswerabilityFilter(Protocol):
+  """answerable(documents, queries) -> per (document, query) pair whether the document holds
+  enough information to answer the query (PUGC's instruction filter)."""
+  identity: str
+
+  def answerable(self, documents: Sequence[str], queries: Sequence[str]) -> list[bool]:
+    ...
+
+
 PROTOCOLS = {"teacher": Teacher, "key_point_extractor": KeyPointExtractor,
              "query_rewriter": QueryRewriter, "rubric_generator": RubricGenerator,
-             "judge": Judge}
+             "judge": Judge, "query_generator": QueryGenerator,
+             "answerability_filter": AnswerabilityFilter}

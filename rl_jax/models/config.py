@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 
 REMAT_POLICIES = ("none", "dots", "full")
+# The projections LoRA can adapt (`lora_targets`): attention and MLP kernels of every block.
+LORA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,14 @@ class ModelConfig:
       and activations; "full" saves only each block's input and recomputes the block in the
       backward pass (least memory, one more forward). `rl_jax.plan` reads this field for its
       activation bytes. Decoding is never rematerialised.
+    lora_rank: rank r of LoRA adapters (arXiv 2106.09685) on the `lora_targets` projections;
+      0 = no adapters (full fine-tuning). With r > 0 the params carry `lora_a` [L, in, r] and
+      `lora_b` [L, r, out] (float32) next to each targeted kernel, every projection computes
+      x W + (alpha / r) (x A) B, and only the adapters are trained (`rl_jax.models.lora`,
+      docs/lora.md). Set it with `model.overrides.lora_rank`.
+    lora_alpha: LoRA scale numerator: the adapter output is multiplied by lora_alpha / lora_rank.
+    lora_targets: which projections get adapters, a subset of `LORA_PROJECTIONS` (default all
+      seven: q, k, v, o, gate, up, down).
   """
   vocab_size: int
   hidden_size: int
@@ -58,6 +68,9 @@ class ModelConfig:
   max_seq_len: int = 512
   scan_unroll: int = 1
   remat: str = "none"
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: tuple = LORA_PROJECTIONS  # of str; bare `tuple` so ml-collections can type it
 
   def __post_init__(self):
     for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
@@ -71,6 +84,19 @@ class ModelConfig:
       raise ValueError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"ModelConfig.remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+    if isinstance(self.lora_targets, str):  # "q_proj,v_proj" from a command line
+      object.__setattr__(self, "lora_targets", tuple(t.strip() for t in
+                                                     self.lora_targets.split(",") if t.strip()))
+    object.__setattr__(self, "lora_targets", tuple(self.lora_targets))  # hashable (jit static)
+    if int(self.lora_rank) < 0:
+      raise ValueError(f"ModelConfig.lora_rank must be >= 0 (0 = no adapters), got "
+                       f"{self.lora_rank!r}")
+    unknown = [t for t in self.lora_targets if t not in LORA_PROJECTIONS]
+    if unknown or (self.lora_rank and not self.lora_targets):
+      raise ValueError(f"ModelConfig.lora_targets must be a non-empty subset of "
+                       f"{LORA_PROJECTIONS}, got {self.lora_targets!r}")
+    if self.lora_rank and not self.lora_alpha > 0:
+      raise ValueError(f"ModelConfig.lora_alpha must be > 0, got {self.lora_alpha!r}")
     for name in ("param_dtype", "dtype"):
       if getattr(self, name) not in ("float32", "bfloat16"):
         raise ValueError(f"ModelConfig.{name} must be 'float32' or 'bfloat16', "
@@ -80,7 +106,8 @@ class ModelConfig:
     return dataclasses.replace(self, **changes)
 
   def num_params(self) -> int:
-    """Exact parameter count, from the shapes (independent of the module code)."""
+    """Exact parameter count of the base model, from the shapes (independent of the module
+    code; LoRA adapters are counted by `num_adapter_params`)."""
     d, f, l = self.hidden_size, self.intermediate_size, self.num_layers
     q = self.num_heads * self.head_dim
     kv = self.num_kv_heads * self.head_dim
@@ -90,7 +117,8 @@ class ModelConfig:
 
   def to_hf_config(self) -> dict[str, Any]:
     """The Hugging Face Qwen3 `config.json` dict of this shape (`from_hf_config`'s inverse for
-    every field HF has; `dtype`, `scan_unroll` and `remat` are run-time choices, not stored)."""
+    every field HF has; `dtype`, `scan_unroll`, `remat` and the `lora_*` fields are run-time
+    choices, not stored: an exported checkpoint has its adapters merged, `rl_jax.models.lora`)."""
     return {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
             "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
             "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
@@ -99,6 +127,16 @@ class ModelConfig:
             "rms_norm_eps": self.rms_norm_eps, "tie_word_embeddings": self.tie_embeddings,
             "max_position_embeddings": self.max_seq_len, "hidden_act": "silu",
             "attention_bias": False, "torch_dtype": self.param_dtype, "dtype": self.param_dtype}
+
+  def num_adapter_params(self) -> int:
+    """LoRA adapter parameters: r * (in + out) per targeted projection and layer."""
+    d, f = self.hidden_size, self.intermediate_size
+    q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+    widths = {"q_proj": d + q, "k_proj": d + kv, "v_proj": d + kv, "o_proj": q + d,
+              "gate_proj": d + f, "up_proj": d + f, "down_proj": f + d}
+    if not self.lora_rank:
+      return 0
+    return self.num_layers * self.lora_rank * sum(widths[t] for t in self.lora_targets)
 
   @classmethod
   def from_hf_config(cls, hf: Mapping[str, Any], **overrides: Any) -> "ModelConfig":

@@ -8,6 +8,9 @@ function `forward(params, ...)` over a plain nested-dict pytree:
               "final_norm": {"scale": D},
               "lm_head": {"kernel": D x V}}          # only when embeddings are untied
 
+With `cfg.lora_rank > 0` each targeted projection also holds LoRA adapters `lora_a`, `lora_b`
+next to its kernel (`rl_jax.models.lora`).
+
 Layers are stacked and run under `lax.scan` (one compiled block, fast compiles for 36-layer
 models, and one PartitionSpec rule per weight kind). Each scan step rebuilds the NNX `Block`
 with `nnx.merge(graphdef, state)`; the graphdef is cached per (hashable) `ModelConfig`.
@@ -28,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rl_jax.models import lora
 from rl_jax.models.config import ModelConfig
 
 Params = dict[str, Any]
@@ -55,15 +59,28 @@ class RMSNorm(nnx.Module):
 
 
 class Linear(nnx.Module):
-  """Bias-free dense layer with kernel [in, out] (HF stores [out, in]; the loader transposes)."""
+  """Bias-free dense layer with kernel [in, out] (HF stores [out, in]; the loader transposes).
 
-  def __init__(self, d_in: int, d_out: int, *, cfg: ModelConfig, rngs: nnx.Rngs):
+  `name` in `cfg.lora_targets` with `cfg.lora_rank > 0` adds LoRA adapters `lora_a` [in, r] and
+  `lora_b` [r, out] (from the `lora` rng stream, so the kernel's init is the same with or
+  without them): y = x W + s (x A) B (`rl_jax.models.lora`)."""
+
+  def __init__(self, d_in: int, d_out: int, *, cfg: ModelConfig, rngs: nnx.Rngs, name: str = ""):
     init = jax.nn.initializers.normal(stddev=d_in ** -0.5)
     self.kernel = nnx.Param(init(rngs.params(), (d_in, d_out), _dtype(cfg.param_dtype)))
     self.compute_dtype = _dtype(cfg.dtype)
+    self.lora_scale = 0.0
+    if cfg.lora_rank and name in cfg.lora_targets:
+      a, b = lora.init_pair(rngs.lora(), d_in, d_out, cfg.lora_rank)
+      self.lora_a, self.lora_b = nnx.Param(a), nnx.Param(b)
+      self.lora_scale = lora.scale(cfg)
 
   def __call__(self, x):
-    return jnp.dot(x.astype(self.compute_dtype), self.kernel[...].astype(self.compute_dtype))
+    x = x.astype(self.compute_dtype)
+    y = jnp.dot(x, self.kernel[...].astype(self.compute_dtype))
+    if self.lora_scale:
+      y = y + lora.delta(x, self.lora_a[...], self.lora_b[...], self.lora_scale)
+    return y
 
 
 def rope(x_BxTxNxH, positions_BxT, theta: float):
@@ -84,10 +101,10 @@ class Attention(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     d, h, k, hd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    self.q_proj = Linear(d, h * hd, cfg=cfg, rngs=rngs)
-    self.k_proj = Linear(d, k * hd, cfg=cfg, rngs=rngs)
-    self.v_proj = Linear(d, k * hd, cfg=cfg, rngs=rngs)
-    self.o_proj = Linear(h * hd, d, cfg=cfg, rngs=rngs)
+    self.q_proj = Linear(d, h * hd, cfg=cfg, rngs=rngs, name="q_proj")
+    self.k_proj = Linear(d, k * hd, cfg=cfg, rngs=rngs, name="k_proj")
+    self.v_proj = Linear(d, k * hd, cfg=cfg, rngs=rngs, name="v_proj")
+    self.o_proj = Linear(h * hd, d, cfg=cfg, rngs=rngs, name="o_proj")
     pdt = _dtype(cfg.param_dtype)
     self.q_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, param_dtype=pdt)
     self.k_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, param_dtype=pdt)
@@ -130,9 +147,12 @@ class MLP(nnx.Module):
   """SwiGLU: down(silu(gate(x)) * up(x))."""
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    self.gate_proj = Linear(cfg.hidden_size, cfg.intermediate_size, cfg=cfg, rngs=rngs)
-    self.up_proj = Linear(cfg.hidden_size, cfg.intermediate_size, cfg=cfg, rngs=rngs)
-    self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg=cfg, rngs=rngs)
+    self.gate_proj = Linear(cfg.hidden_size, cfg.intermediate_size, cfg=cfg, rngs=rngs,
+                            name="gate_proj")
+    self.up_proj = Linear(cfg.hidden_size, cfg.intermediate_size, cfg=cfg, rngs=rngs,
+                          name="up_proj")
+    self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg=cfg, rngs=rngs,
+                            name="down_proj")
 
   def __call__(self, x):
     return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -196,7 +216,8 @@ def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
   embed_key, layers_key, head_key = jax.random.split(key, 3)
 
   def one_block(k):
-    return nnx.to_pure_dict(nnx.state(Block(cfg, rngs=nnx.Rngs(params=k)), nnx.Param))
+    rngs = nnx.Rngs(params=k, lora=jax.random.fold_in(k, 1))  # lora: adapters (if any)
+    return nnx.to_pure_dict(nnx.state(Block(cfg, rngs=rngs), nnx.Param))
 
   params = {
       "embed": nnx.to_pure_dict(nnx.state(Embed(cfg, rngs=nnx.Rngs(params=embed_key)))),

@@ -11,7 +11,8 @@ Name mapping (HF -> ours; HF linear weights are [out, in], ours [in, out], so th
     model.norm.weight                              -> final_norm.scale
     lm_head.weight                                 -> lm_head.kernel (T)   (untied models only)
 
-Per-layer tensors are stacked on a leading L axis (the model scans over layers).
+Per-layer tensors are stacked on a leading L axis (the model scans over layers). LoRA adapters
+are merged into the kernels on export (`rl_jax.models.lora`).
 Only safetensors is accepted: pickle-based formats (.bin, .pt, .pth, .ckpt) can execute code on
 load and are refused.
 """
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl_jax.models import qwen3
+from rl_jax.models import lora, qwen3
 from rl_jax.models.config import ModelConfig
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -156,7 +157,10 @@ def params_from_hf(tensors: Mapping[str, np.ndarray], cfg: ModelConfig,
 
 
 def params_to_hf(params, cfg: ModelConfig) -> dict[str, np.ndarray]:
-  """Inverse of `params_from_hf` (for exporting and for round-trip tests)."""
+  """Inverse of `params_from_hf` (for exporting and for round-trip tests). LoRA adapters, if
+  params carry them, are merged into their kernels first (`lora.merge`): the HF layout has no
+  place for them (`lora.save_peft_adapter` writes them separately)."""
+  params, cfg = lora.merge(params, cfg)
   out = {"model.embed_tokens.weight": np.asarray(params["embed"]["embedding"]),
          "model.norm.weight": np.asarray(params["final_norm"]["scale"])}
   for suffix, path, transpose in _LAYER_MAP:
@@ -226,13 +230,16 @@ def resolve_checkpoint(path: str) -> str:
   return os.path.join(BUNDLED_DIR, path) if path in BUNDLED else path
 
 
-def load_hf_checkpoint(path: str, cfg: ModelConfig | None = None, **overrides):
+def load_hf_checkpoint(path: str, cfg: ModelConfig | None = None, *,
+                       adapter_key: jax.Array | None = None, **overrides):
   """Loads `config.json` (unless `cfg` is given) and the safetensors weights of a folder (or of
   a bundled checkpoint by name: `BUNDLED`).
 
   A config.json naming another architecture or model_type than Qwen3 is refused
   (`check_qwen3_config`). With `cfg` given, config.json is not read; the tensors are still
-  validated by name and shape against `cfg`.
+  validated by name and shape against `cfg`. With `cfg.lora_rank > 0` (e.g. the override
+  `lora_rank=16`) the loaded weights are the frozen base and fresh LoRA adapters are added
+  (`lora.add_adapters` with `adapter_key`, default key(0); B = 0, so the model is unchanged).
 
   Returns:
     (cfg, params).
@@ -243,14 +250,20 @@ def load_hf_checkpoint(path: str, cfg: ModelConfig | None = None, **overrides):
     if not os.path.exists(config_path):
       raise FileNotFoundError(f"{config_path}: missing; pass cfg= explicitly")
     cfg = ModelConfig.from_hf_config(read_hf_config(config_path), **overrides)
-  return cfg, params_from_hf(read_hf_tensors(path), cfg)
+  params = params_from_hf(read_hf_tensors(path), cfg.replace(lora_rank=0))
+  if cfg.lora_rank:
+    params = lora.add_adapters(params, cfg, jax.random.key(0) if adapter_key is None
+                               else adapter_key)
+  return cfg, params
 
 
 def save_hf_checkpoint(path: str, params, cfg: ModelConfig) -> None:
   """Writes `config.json` and `model.safetensors` (Hugging Face Qwen3 layout) to folder `path`,
-  loadable by `load_hf_checkpoint` (and by `transformers`' Qwen3ForCausalLM)."""
+  loadable by `load_hf_checkpoint` (and by `transformers`' Qwen3ForCausalLM). LoRA adapters
+  are merged into the base weights first (`lora.merge`); the config written is the base's."""
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
   os.makedirs(path, exist_ok=True)
+  params, cfg = lora.merge(params, cfg)
   tensors = params_to_hf(jax.device_get(params), cfg)
   save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:

@@ -3,7 +3,9 @@
 A run is the config's `stages` in order (`pretrain`, `sft`, `rl`, `preference`), each configured
 by the section of the same name. A stage with 0 steps is skipped. `rl.sweep` (and
 `preference.sweep`) expands the stage into one stage per combination of swept values, each
-starting from the same params (the stage before the sweep). Every stage kind is a function
+starting from the same params (the stage before the sweep); a supervised section's `then` adds
+further stages of its kind right after it ("pretrain_seed": a second pretrain stage on another
+corpus of the task, `pretrain.corpus`). Every stage kind is a function
 registered in `STAGES`:
 
     run_stage(ctx: RunContext, spec: StageSpec, params, io: StageIO) -> params
@@ -40,6 +42,12 @@ def plan(exp) -> list[StageSpec]:
   previous = ""
   for kind in exp.stages:
     section = getattr(exp, kind, None)
+    if getattr(section, "then", ()):  # a supervised stage and its `then` stages, in sequence
+      for name, overrides, variant in experiment.then_stages(section, kind):
+        if variant.steps > 0:
+          specs.append(StageSpec(name, kind, variant, variant.start_from or previous, overrides))
+          previous = name
+      continue
     if section.steps == 0:
       continue
     start = section.start_from or previous

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import zlib
 from typing import Any, Callable
 
@@ -60,7 +61,8 @@ def build_model(exp: Experiment, vocab_size: int, key: jax.Array, min_len: int =
   """(ModelConfig, params): a named config with the tokenizer's vocabulary, random or loaded.
   `min_len`: the longest sequence the run builds (max_seq_len is raised to it for random init)."""
   if exp.model.hf_checkpoint:
-    cfg, params = weights.load_hf_checkpoint(exp.model.hf_checkpoint,
+    # adapter_key: fresh LoRA adapters when model.overrides.lora_rank > 0 (rl_jax.models.lora).
+    cfg, params = weights.load_hf_checkpoint(exp.model.hf_checkpoint, adapter_key=key,
                                              **dict(exp.model.overrides))
     if cfg.vocab_size < vocab_size:
       # Token ids the embedding has no row for would read garbage (NaN log-probs, not an error).
@@ -92,6 +94,8 @@ def build_context(exp: Experiment, workdir: str, *, show_progress: bool = True) 
   factory = tasks.TASKS.get(task_kwargs.pop("name"))
   if "exp" in inspect.signature(factory).parameters:  # tasks that need the run's layout
     task_kwargs["exp"] = exp
+  if "data_dir" in inspect.signature(factory).parameters:  # tasks that read the data layer
+    task_kwargs["data_dir"] = exp.data_dir or os.path.join(workdir, "data")
   task = factory(seed=exp.seed, **task_kwargs)
   tokenizer = task.tokenizer if task.tokenizer is not None else load_tokenizer(exp.tokenizer)
   key = jax.random.key(exp.seed)

@@ -11,6 +11,13 @@ loss sees the response tokens only. Malformed records (not three strings, an emp
 response, chosen == rejected, a prompt over P tokens or a response + EOS over N tokens) are
 reported with their record index; `preference.skip_malformed` skips them instead of failing.
 
+On-policy pairs: a provider with a keyword parameter `policy` receives a `PolicySampler` over
+the stage's start params (the previous stage's final params, also the DPO reference), so it can
+sample K responses per prompt from the policy being aligned and judge them (PUGC, arXiv
+2506.04463, docs/pugc.md). Its key is `fold_in(key(seed), stage_id("preference:pairs"))`, the
+stage *kind*'s, so every variant of a sweep samples the same responses and a resumed stage
+rebuilds exactly the same pairs.
+
 The batch of step s is rows [o*B, (o+1)*B) of epoch e's permutation of the pairs
 (`default_rng([seed, stage_id("preference"), e])`, (e, o) = divmod(s, steps per epoch)): a
 resumed stage draws the same batches as an uninterrupted one, and the variants of a
@@ -22,6 +29,7 @@ progress bar come from the loop's `StageIO` (docs/architecture.md).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,6 +37,7 @@ import numpy as np
 from rl_jax import metrics as metrics_lib
 from rl_jax import sharding
 from rl_jax.algorithms import preference as preference_losses
+from rl_jax.data import loader
 from rl_jax.preference_step import (PairBatch, PreferenceCfg, PreferenceKnobs,
                                     make_preference_step, reference_sequence_logprobs)
 from rl_jax.stages import STAGES, supervised
@@ -47,6 +56,35 @@ class EncodedPairs:
 
   def __len__(self) -> int:
     return len(self.index)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicySampler:
+  """The stage's start policy as a sampler, for pair providers that take `policy` (module
+  docstring). `sample(prompts, n, temperature, top_p)` -> n completion texts per prompt, decoded
+  in the training layout (prompt_len, max_new_tokens, the task's stop ids); `log` prints a line
+  to the run's log."""
+  ctx: Any
+  params: Any
+  key: Any
+  stage: str
+
+  def sample(self, prompts: Sequence[str], n: int, temperature: float = 1.0, top_p: float = 1.0,
+             batch_size: int = 0) -> list[list[str]]:
+    from rl_jax.eval import generation  # pylint: disable=g-import-not-at-top  (lazy: sampling)
+    prompts = list(prompts)
+    if not prompts:
+      return []
+    exp = self.ctx.exp
+    return generation.sample_completions(
+        self.params, prompts, tokenizer=self.ctx.tokenizer, model_cfg=self.ctx.model_cfg,
+        prompt_len=exp.prompt_len, max_new_tokens=exp.max_new_tokens, key=self.key,
+        batch_size=min(batch_size or exp.eval.batch_size, len(prompts)), num_samples=n,
+        temperature=temperature, top_p=top_p, stop_ids=self.ctx.task.stop_ids,
+        mesh=self.ctx.mesh)
+
+  def log(self, message: str) -> None:
+    self.ctx.log(f"[{self.stage}] {message}")
 
 
 def _malformed_reason(record, ids, prompt_len: int, max_new_tokens: int) -> str | None:
@@ -148,13 +186,23 @@ def check_section(section, name: str) -> None:
                      f"{section.ref_batch_size}")
 
 
-def load_pairs(ctx: RunContext, section, name: str) -> EncodedPairs:
-  """The task's pairs for this stage, encoded; malformed ones reported (or skipped)."""
+def load_pairs(ctx: RunContext, section, name: str, params=None) -> EncodedPairs:
+  """The task's pairs for this stage, encoded; malformed ones reported (or skipped). A provider
+  that takes `policy` gets a `PolicySampler` over `params` (on-policy pairs)."""
   task = ctx.task
   if task.preference_pairs is None:
     raise ValueError(f"config stages include 'preference' but task {task.name!r} provides no "
                      "pairs (TaskData.preference_pairs); set preference.steps=0")
-  records = list(task.preference_pairs(**dict(section.pairs)))
+  kwargs = dict(section.pairs)
+  if "policy" in inspect.signature(task.preference_pairs).parameters:
+    if "policy" in kwargs:
+      raise ValueError(f"config {name}.pairs.policy: 'policy' is passed by the stage (the "
+                       "policy sampler), not a config key")
+    if params is None:
+      raise ValueError(f"task {task.name!r} preference_pairs samples the policy; load_pairs "
+                       "needs the stage's params")
+    kwargs["policy"] = PolicySampler(ctx, params, ctx.stage_key("preference:pairs"), name)
+  records = list(task.preference_pairs(**kwargs))
   data = encode_pairs(ctx.tokenizer, records, ctx.exp.prompt_len, ctx.exp.max_new_tokens,
                       skip_malformed=section.skip_malformed,
                       where=f"stage {name!r}: task {task.name!r} preference_pairs")
@@ -183,10 +231,10 @@ def run_preference(ctx: RunContext, spec, params, io) -> Any:
       model=ctx.model_cfg, optim=supervised.optim_cfg(s), kind=s.loss,
       reference_free=s.reference_free, num_microbatches=s.num_microbatches,
       logprob_impl=ctx.exp.logprob_impl)
-  state, start, done = supervised.start_state(ctx, params, cfg.optim, io)
+  state, start, done, host = supervised.restore_state(ctx, params, cfg.optim, io)
   if done:
     return state.params
-  data = load_pairs(ctx, s, spec.name)
+  data = load_pairs(ctx, s, spec.name, params)
   if cfg.uses_reference:
     # Once per dataset, from the stage's start params `params` (on a resume too: they are the
     # previous stage's final params, so the cache is the same; the restored state holds the
@@ -202,16 +250,23 @@ def run_preference(ctx: RunContext, spec, params, io) -> Any:
                                  nll_coef=s.nll_coef, learning_rate=s.learning_rate)
   step_fn = make_preference_step(cfg, sharding.state_shardings(state, ctx.mesh))
   fetcher = metrics_lib.LateFetcher()
+  # The pairs through the data layer (grain; rows of `epoch_rows`, the iterator state saved in
+  # the checkpoint); every process reads the whole batch (the pairs are built in memory).
+  columns = tuple(np.asarray(a) for a in (*data.chosen, *data.rejected, *ref))
+  batches = loader.example_batches(
+      range(len(data)), lambda i, _: tuple(a[i] for a in columns), batch_size=s.batch_size,
+      seed_words=(ctx.seed, stage_id("preference")), shard=(0, 1),
+      what=f"stage {spec.name!r}: preference pairs")
+  supervised._resume(batches, host, start, spec.name)  # pylint: disable=protected-access
   for step in io.steps(start, s.steps):
-    rows = epoch_rows(ctx.seed, len(data), s.batch_size, step)
-    batch = PairBatch(*(a[rows] for a in data.chosen), *(a[rows] for a in data.rejected),
-                      ref[0][rows], ref[1][rows])
+    batch = PairBatch(*next(batches))
     state, m = step_fn(state, sharding.shard_batch(batch, ctx.mesh), knobs)
     metrics = io.evaluate(state.params, step + 1, s.steps)
     io.record(fetcher.push(step, {**m, **metrics}), None)
     if io.should_save(step + 1, s.steps):
       io.record(fetcher.flush(), None)
-      io.save(step + 1, {"train": state}, final=step + 1 == s.steps)
+      io.save(step + 1, {"train": state}, {"data": batches.get_state()},
+              final=step + 1 == s.steps)
   io.record(fetcher.flush(), None)
   return state.params
 

@@ -25,9 +25,10 @@ from rl_jax import logprobs as logprobs_lib
 from rl_jax import metrics as metrics_lib
 from rl_jax import optim, sharding
 from rl_jax import plan as plan_lib
-from rl_jax.algorithms import dapo, losses
+from rl_jax.algorithms import dapo, losses, off_policy
 from rl_jax.algorithms.advantage_parts import ADVANTAGES
 from rl_jax.data.prompt_sources import PROMPT_SOURCES
+from rl_jax.models import lora
 from rl_jax.rewards.scorers import SCORERS
 from rl_jax.sampling import rollouts
 from rl_jax.sampling.rollouts import ROLLOUTS
@@ -85,6 +86,9 @@ def check_section(section, where: str, exp) -> None:
       raise ValueError(f"config {where}.{name} needs a 'name' (one of {registry.names()})")
     registry.check_kwargs(part, kwargs, f"{where}.{name}")
   rollouts.check_section(section)
+  off_policy.check_config(section.off_policy_steps, section.rollout_devices,
+                          section.importance_level, section.importance_mode,
+                          section.importance_cap, jax.device_count(), where)
   # The advantage part needs no run context: building it checks its values now, not after
   # pretraining and SFT.
   try:
@@ -115,28 +119,32 @@ class RLSetup:
     return {"source": self.source.init_state(), "advantage": self.advantage.init_state()}
 
 
-def build_rl(ctx: RunContext, section, name: str = "rl") -> RLSetup:
-  """The parts and compiled-step settings of an RL stage from its (sweep-applied) section."""
+def build_rl(ctx: RunContext, section, name: str = "rl", gen_ctx: RunContext | None = None
+             ) -> RLSetup:
+  """The parts and compiled-step settings of an RL stage from its (sweep-applied) section.
+  `gen_ctx`: the context (mesh) the generating parts (prompt source, rollout, scorer) run on
+  when rollout and training have device groups of their own (`rl.rollout_devices`)."""
   r = resolve(section, ctx.exp.max_new_tokens)
   check_section(r, name, ctx.exp)
   loss_cfg, loss_knobs = loss_config(r, ctx.exp.max_new_tokens)
   optim_cfg = optim.OptimCfg(warmup_steps=r.warmup_steps, schedule=r.schedule,
                              decay_steps=max(r.steps, 1), min_lr_ratio=r.min_lr_ratio,
                              weight_decay=r.weight_decay, max_grad_norm=r.max_grad_norm)
-  part = dict(ctx=ctx, section=r)
+  part = dict(ctx=gen_ctx or ctx, section=r)
   rollout = ROLLOUTS.get(r.rollout.name)(**part)
   return RLSetup(
       ctx=ctx, section=r,
       # Seeded by the stage kind, not its name: every variant of a sweep draws the same prompts
       # (and sampling keys, `run_rl`), so their differences come from the swept values.
-      source=PROMPT_SOURCES.build(r.prompt_source, f"{name}.prompt_source", ctx=ctx,
+      source=PROMPT_SOURCES.build(r.prompt_source, f"{name}.prompt_source", ctx=gen_ctx or ctx,
                                   stage="rl"),
       rollout=rollout,
       scorer=SCORERS.build(r.scorer, f"{name}.scorer", **part),
       advantage=ADVANTAGES.build(r.advantage, f"{name}.advantage", section=r),
       update_cfg=UpdateCfg(model=ctx.model_cfg, loss=loss_cfg, optim=optim_cfg,
                            num_microbatches=num_microbatches(ctx, r, rollout.total_len),
-                           logprob_impl=ctx.exp.logprob_impl),
+                           logprob_impl=ctx.exp.logprob_impl,
+                           pack_sequences=bool(r.pack_sequences)),
       sample_knobs=SampleKnobs.create(r.temperature, r.top_p, r.top_k),
       update_knobs=UpdateKnobs.create(loss_knobs, r.learning_rate))
 
@@ -179,20 +187,22 @@ def _draw(setup: RLSetup, params, part_state: dict, step: int, draw: int, key):
   return problems, out, scores
 
 
-def rl_iteration(setup: RLSetup, state: TrainState, ref_params, part_state: dict, step: int,
-                 key: jax.Array):
-  """One RL step. Returns (state, part_state, metrics); device metrics stay on device."""
-  r, ctx = setup.section, setup.ctx
+def generate_batch(setup: RLSetup, params, part_state: dict, step: int, rollout_key):
+  """The host half of RL step `step`: draws (with DAPO's dynamic sampling), scores, advantages.
+
+  Returns (rows, host metrics, part_state): `rows` the update's inputs as host arrays (tokens,
+  valid, loss_mask, old_logp = the sampler's log-probs of `params`, adv, adv_BxL or None).
+  """
+  r = setup.section
   g = r.group_size
   part_state = dict(part_state)
-  rollout_key, update_key = jax.random.split(key)
   t0 = time.perf_counter()
   if r.dynamic_sampling:
     kept = []  # (problems, out, scores) of every draw; fill_groups returns where its rows came from
 
     def draw():
       d = len(kept)
-      kept.append(_draw(setup, state.params, part_state, step, d, rollout_key))
+      kept.append(_draw(setup, params, part_state, step, d, rollout_key))
       n = len(kept[-1][2].reward_B)
       return kept[-1][2].reward_B, {"draw": np.full(n, d), "row": np.arange(n)}
 
@@ -202,7 +212,7 @@ def rl_iteration(setup: RLSetup, state: TrainState, ref_params, part_state: dict
     # Every draw's generated tokens, the rejected groups' too: what the step cost.
     rollout_tokens = sum(int(np.sum(k[1].rollout.response_len_B)) for k in kept)
   else:
-    problems, out, scores = _draw(setup, state.params, part_state, step, 0, rollout_key)
+    problems, out, scores = _draw(setup, params, part_state, step, 0, rollout_key)
     info = {"num_draws": 1}
     rollout_tokens = int(np.sum(out.rollout.response_len_B))
   t_rollout = time.perf_counter() - t0
@@ -211,26 +221,9 @@ def rl_iteration(setup: RLSetup, state: TrainState, ref_params, part_state: dict
   adv_B, adv_BxL, adv_metrics, part_state["advantage"] = setup.advantage(
       scores, problems, out, part_state["advantage"], step)
   ro = out.rollout
-  rows = sharding.shard_batch(
-      {"tokens": ro.tokens_BxL, "valid": ro.valid_BxL, "loss_mask": ro.loss_mask_BxL,
-       "old_logp": ro.logp_policy_BxL, "adv": np.asarray(adv_B, np.float32),
-       "adv_BxL": None if adv_BxL is None else np.asarray(adv_BxL, np.float32)}, ctx.mesh)
-  ref_logp = None
-  if setup.update_cfg.loss.use_kl_loss:
-    ref_logp = logprobs_lib.reference_logprobs(ref_params, rows["tokens"], rows["valid"],
-                                               cfg=ctx.model_cfg,
-                                               implementation=setup.update_cfg.logprob_impl)
-  batch = Batch(tokens_BxL=rows["tokens"], valid_BxL=rows["valid"],
-                loss_mask_BxL=rows["loss_mask"], old_logp_BxL=rows["old_logp"],
-                ref_logp_BxL=ref_logp, advantages_B=rows["adv"], advantages_BxL=rows["adv_BxL"])
-  t1 = time.perf_counter()
-  state, update_metrics = train_on_rollout(
-      state, batch, setup.update_knobs, update_key, cfg=setup.update_cfg,
-      num_epochs=r.num_epochs, num_minibatches=r.num_minibatches, group_size=g,
-      mesh=ctx.mesh, drop_zero_advantage=r.drop_zero_advantage, step_fn=setup.step_fn)
-  if ctx.exp.timing:
-    jax.block_until_ready(state.params)
-  t_update = time.perf_counter() - t1
+  rows = {"tokens": ro.tokens_BxL, "valid": ro.valid_BxL, "loss_mask": ro.loss_mask_BxL,
+          "old_logp": ro.logp_policy_BxL, "adv": np.asarray(adv_B, np.float32),
+          "adv_BxL": None if adv_BxL is None else np.asarray(adv_BxL, np.float32)}
 
   lengths = np.asarray(ro.response_len_B, np.float32)
   host = metrics_lib.reward_metrics(reward_B, g)
@@ -243,11 +236,68 @@ def rl_iteration(setup: RLSetup, state: TrainState, ref_params, part_state: dict
                "rollout/truncated_frac": float(np.mean(ro.truncated_B)),
                "rollout/draws": float(info["num_draws"]),
                "rollout/tokens": float(rollout_tokens), "time/rollout_s": t_rollout,
-               "time/update_s": t_update,
                "update/num_microbatches": float(setup.update_cfg.num_microbatches),
                **scores.metrics, **adv_metrics})
   if hasattr(setup.source, "metrics"):  # a stateful source's gauges (e.g. HeaPA's pool/*)
     host.update(setup.source.metrics(part_state["source"]))
+  return rows, host, part_state
+
+
+def train_batch(setup: RLSetup, state: TrainState, ref_params, rows: dict, update_key, *,
+                staleness: int | None = None):
+  """The device half of an RL step: the `Batch` of `rows` on the mesh, reference log-probs for
+  a KL term, `train_on_rollout`. Returns (state, device metrics), dispatched asynchronously.
+
+  `staleness` (asynchronous RL; None = synchronous): updates since the params that sampled the
+  rows. The batch then carries the off-policy weights of `rl_jax.algorithms.off_policy` (all 1
+  when staleness is 0; otherwise old log-probs become pi_prox, one forward pass with the
+  current params, and the weights correct mu -> pi_prox).
+  """
+  r, ctx = setup.section, setup.ctx
+  placed = sharding.shard_batch(rows, ctx.mesh)
+  ref_logp = None
+  if setup.update_cfg.loss.use_kl_loss:
+    # LoRA: the reference is the base model with the adapters off (its weights are the train
+    # state's own frozen arrays, no copy; rl_jax.models.lora.base).
+    ref, ref_cfg = ((ref_params, ctx.model_cfg) if ref_params is not None
+                    else lora.base(state.params, ctx.model_cfg))
+    ref_logp = logprobs_lib.reference_logprobs(ref, placed["tokens"], placed["valid"],
+                                               cfg=ref_cfg,
+                                               implementation=setup.update_cfg.logprob_impl)
+  old_logp, is_weight, off_metrics = placed["old_logp"], None, {}
+  if staleness is not None:
+    stale_B = sharding.shard_batch(np.full(np.shape(rows["adv"]), staleness > 0), ctx.mesh)
+    prox = old_logp
+    if staleness > 0:  # pi_prox: the params this update starts from (decoupled PPO)
+      prox = logprobs_lib.reference_logprobs(state.params, placed["tokens"], placed["valid"],
+                                             cfg=ctx.model_cfg,
+                                             implementation=setup.update_cfg.logprob_impl)
+    old_logp, is_weight, off_metrics = off_policy.correction(
+        prox, placed["old_logp"], placed["loss_mask"], stale_B, np.float32(r.importance_cap),
+        level=r.importance_level, mode=r.importance_mode)
+    off_metrics = {**off_metrics, "offpolicy/staleness": np.float32(staleness)}
+  batch = Batch(tokens_BxL=placed["tokens"], valid_BxL=placed["valid"],
+                loss_mask_BxL=placed["loss_mask"], old_logp_BxL=old_logp,
+                ref_logp_BxL=ref_logp, advantages_B=placed["adv"],
+                advantages_BxL=placed["adv_BxL"], is_weight_BxL=is_weight)
+  state, update_metrics = train_on_rollout(
+      state, batch, setup.update_knobs, update_key, cfg=setup.update_cfg,
+      num_epochs=r.num_epochs, num_minibatches=r.num_minibatches, group_size=r.group_size,
+      mesh=ctx.mesh, drop_zero_advantage=r.drop_zero_advantage, step_fn=setup.step_fn)
+  return state, {**update_metrics, **off_metrics}
+
+
+def rl_iteration(setup: RLSetup, state: TrainState, ref_params, part_state: dict, step: int,
+                 key: jax.Array):
+  """One synchronous RL step. Returns (state, part_state, metrics); device metrics stay on
+  device."""
+  rollout_key, update_key = jax.random.split(key)
+  rows, host, part_state = generate_batch(setup, state.params, part_state, step, rollout_key)
+  t1 = time.perf_counter()
+  state, update_metrics = train_batch(setup, state, ref_params, rows, update_key)
+  if setup.ctx.exp.timing:
+    jax.block_until_ready(state.params)
+  host["time/update_s"] = time.perf_counter() - t1
   return state, part_state, {**update_metrics, **host}
 
 
@@ -270,25 +320,90 @@ def _gather(kept, draw_B, row_B, group_size):
   return problems, out, dataclasses.replace(scores[0], reward_B=reward_B, extras=extras)
 
 
+def device_groups(ctx: RunContext, section) -> tuple[RunContext, RunContext | None]:
+  """(training context, generating context or None). With `rl.rollout_devices = n > 0` the
+  first n devices form a data-parallel rollout mesh and the others the training mesh (the
+  config's `mesh` axes over them), so rollout t + k runs while update t does; otherwise both
+  share `ctx.mesh` (None)."""
+  n = section.rollout_devices
+  if not n:
+    return ctx, None
+  if jax.process_count() > 1:
+    raise ValueError("config rl.rollout_devices > 0 needs a single-process run (on several "
+                     "processes use 0: rollout and update interleave on the whole mesh)")
+  devices = list(ctx.mesh.devices.flat)
+  m = ctx.exp.mesh
+  train_mesh = sharding.make_mesh(sharding.MeshCfg(m.data, m.fsdp, m.tensor), devices[n:])
+  gen_mesh = sharding.make_mesh(sharding.MeshCfg(-1, 1, 1), devices[:n])
+  return dataclasses.replace(ctx, mesh=train_mesh), dataclasses.replace(ctx, mesh=gen_mesh)
+
+
+def _on_mesh(params, mesh):
+  """`params` placed on `mesh` with the parameter layout (a new copy of every leaf)."""
+  return sharding.shard_tree(params, mesh, sharding.param_specs(params, mesh))
+
+
+def _replicated(arrays, mesh):
+  """Host arrays placed whole on every device of the training mesh (where the checkpoint's
+  other leaves live)."""
+  return jax.device_put(arrays, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
+def _pending_rows(p: off_policy.Pending) -> dict:
+  rows = {"tokens": p.arrays["tokens"], "valid": p.arrays["valid"],
+          "loss_mask": p.arrays["loss_mask"], "old_logp": p.arrays["behaviour_logp"],
+          "adv": p.arrays["adv"], "adv_BxL": p.arrays["adv_BxL"] if p.has_adv_BxL else None}
+  return rows
+
+
+def _generate_pending(setup: RLSetup, params, part_state, step: int, version: int, key):
+  """Rollout, scores and advantages of RL step `step` sampled with `params` (those of step
+  `version`), as an `off_policy.Pending`; the rollout key is the synchronous step's."""
+  rollout_key, _ = jax.random.split(jax.random.fold_in(key, step))
+  rows, host, part_state = generate_batch(setup, params, part_state, step, rollout_key)
+  pending = off_policy.make_pending(
+      step, version, tokens=rows["tokens"], valid=rows["valid"], loss_mask=rows["loss_mask"],
+      behaviour_logp=rows["old_logp"], adv=rows["adv"], adv_BxL=rows["adv_BxL"], host=host)
+  return pending, part_state
+
+
 def run_rl(ctx: RunContext, spec, params, io) -> Any:
-  """Trains an RL stage from `params`; returns the final params."""
-  setup = build_rl(ctx, spec.section, spec.name)
+  """Trains an RL stage from `params`; returns the final params. With `rl.off_policy_steps`
+  k >= 1 the rollout of step t + k is generated while update t runs (`_run_async`)."""
+  train_ctx, gen_ctx = device_groups(ctx, spec.section)
+  setup = build_rl(train_ctx, spec.section, spec.name, gen_ctx=gen_ctx)
   r = setup.section
   use_ref = setup.update_cfg.loss.use_kl_loss
-  state = sharding.shard_train_state(init_train_state(params, setup.update_cfg), ctx.mesh)
-  # A copy: the update donates (and so frees) the train state's buffers.
-  ref_params = jax.tree.map(jnp.copy, state.params) if use_ref else None
-  setup.step_fn = make_update_step(setup.update_cfg, sharding.state_shardings(state, ctx.mesh))
+  state = sharding.shard_train_state(init_train_state(params, setup.update_cfg), train_ctx.mesh)
+  # A copy: the update donates (and so frees) the train state's buffers. With LoRA adapters
+  # none: the reference is the frozen base inside the state (train_batch).
+  ref_params = (jax.tree.map(jnp.copy, state.params)
+                if use_ref and not lora.has_adapters(state.params) else None)
+  setup.step_fn = make_update_step(setup.update_cfg,
+                                   sharding.state_shardings(state, train_ctx.mesh))
   part_state = setup.init_part_state()
   start = 0
-  restored = io.restore({"train": state, "ref_params": ref_params})
+  k = r.off_policy_steps
+  saved_tree = {"train": state, "ref_params": ref_params}
+  rows, seq_len = r.prompts_per_step * r.group_size, setup.rollout.total_len
+  if k:  # the in-flight rollouts travel in the checkpoint (fixed shapes: k batches)
+    saved_tree["inflight"] = _replicated(off_policy.queue_template(k, rows, seq_len),
+                                         train_ctx.mesh)
+  queue = []
+  restored = io.restore(saved_tree)
   if restored is not None:
     start, saved, host = restored
     state, ref_params = saved["train"], saved["ref_params"]
     part_state = host["parts"]
+    if k:
+      queue = off_policy.from_arrays(jax.device_get(saved["inflight"]), host["inflight"])
     if host.get("done"):
-      return state.params
+      return state.params if gen_ctx is None else _on_mesh(state.params, ctx.mesh)
   key = ctx.stage_key(spec.kind)  # the same for every sweep variant (see build_rl)
+  if k:
+    state = _run_async(setup, state, ref_params, part_state, queue, start, key, spec, io,
+                       ctx, gen_ctx)
+    return state.params if gen_ctx is None else _on_mesh(state.params, ctx.mesh)
   fetcher = metrics_lib.LateFetcher()
   for step in io.steps(start, r.steps):
     try:
@@ -305,6 +420,70 @@ def run_rl(ctx: RunContext, spec, params, io) -> Any:
               final=step + 1 == r.steps)
   io.record(fetcher.flush(), None)
   return state.params
+
+
+def _run_async(setup: RLSetup, state, ref_params, part_state, queue, start, key, spec, io,
+               ctx: RunContext, gen_ctx: RunContext | None):
+  """The asynchronous RL loop (`rl.off_policy_steps` = k >= 1), docs/async_rl.md.
+
+  Iteration t: take the queued batch of step t (sampled by the params of step max(t - k, 0)),
+  snapshot the params of step t for the rollout, dispatch update t (JAX's async dispatch
+  returns at once), then generate, score and queue the batch of step t + k with the snapshot
+  while the update runs: on the rollout devices when `gen_ctx` has them, else interleaved on
+  the same devices (the host's rollout work overlaps the device's update). The first k batches
+  are generated up front with the initial params. A checkpoint after step t holds the queue
+  (steps t + 1 .. t + k) and the part states that drew them, so a resumed run trains on the
+  same rollouts: none dropped, none regenerated.
+  """
+  r = setup.section
+  k = r.off_policy_steps
+  rows, seq_len = r.prompts_per_step * r.group_size, setup.rollout.total_len
+
+  def snapshot(params):
+    """A copy of `params` for the rollout (the update donates the state's buffers): on the
+    rollout devices, or a copy on the same ones (device_put to the same layout would alias)."""
+    if gen_ctx is None:
+      return jax.tree.map(jnp.copy, params)
+    return _on_mesh(params, gen_ctx.mesh)
+  if start == 0 and not queue:
+    params0 = snapshot(state.params)
+    for s in range(min(k, r.steps)):
+      pending, part_state = _generate_pending(setup, params0, part_state, s, 0, key)
+      queue.append(pending)
+  fetcher = metrics_lib.LateFetcher()
+  for step in io.steps(start, r.steps):
+    pending = queue.pop(0)
+    if pending.step != step:
+      raise RuntimeError(f"in-flight rollout of step {pending.step} where step {step} was due")
+    t0 = time.perf_counter()
+    try:
+      params_t = snapshot(state.params) if step + k < r.steps else None
+      _, update_key = jax.random.split(jax.random.fold_in(key, step))
+      state, update_metrics = train_batch(setup, state, ref_params, _pending_rows(pending),
+                                          update_key, staleness=step - pending.version)
+      if params_t is not None:  # overlaps update `step`
+        new, part_state = _generate_pending(setup, params_t, part_state, step + k, step, key)
+        queue.append(new)
+    except Exception as e:  # e.g. a reward function's error: say where the run stopped
+      e.add_note(f"(at step {step} of stage {spec.name!r})")
+      raise
+    if ctx.exp.timing:
+      jax.block_until_ready(state.params)
+    host = {**pending.host, "time/step_s": time.perf_counter() - t0}
+    every = ctx.exp.eval.every
+    eval_due = every and not (step + 1) % every and step + 1 < r.steps
+    eval_params = (state.params if gen_ctx is None or not eval_due
+                   else _on_mesh(state.params, ctx.mesh))
+    metrics = io.evaluate(eval_params, step + 1, r.steps)
+    io.record(fetcher.push(step, {**update_metrics, **host, **metrics}), None)
+    if io.should_save(step + 1, r.steps):
+      io.record(fetcher.flush(), None)
+      arrays, meta = off_policy.to_arrays(queue, k, rows, seq_len)
+      io.save(step + 1, {"train": state, "ref_params": ref_params,
+                         "inflight": _replicated(arrays, setup.ctx.mesh)},
+              {"parts": part_state, "inflight": meta}, final=step + 1 == r.steps)
+  io.record(fetcher.flush(), None)
+  return state
 
 
 STAGES.register("rl")(run_rl)

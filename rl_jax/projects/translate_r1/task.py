@@ -1,11 +1,12 @@
 """The Translate-R1 task on the cipher-language world (seed S1; docs/translate_r1.md).
 
 Registered as task "translate_r1_cipher". What each stage of the one loop reads from it:
-  pretrain: `pretrain_batch`, next-token loss on the mixed-cipher corpus
+  pretrain: `pretrain_data`, next-token loss on the mixed-cipher corpus
      (`CipherWorld.pretrain_corpus`: base 40%, High 6%, Low 1%, XLow 0.1% per language; docs end
-     with "<answer> a </answer>"), `docs_per_row` documents packed per row so the positions an
-     answer takes after a tool response (slot ~P + N + R) are trained too.
-  sft: `sft_batch`, "post-training" demonstrations whose languages follow the corpus mix; a
+     with "<answer> a </answer>"), the tfds dataset of `corpus.CipherCorpus` read through the data
+     layer: documents packed first-fit into rows of `doc_len` tokens with segment ids, so no
+     document attends to another (`rl_jax.data.loader.packed_batches`).
+  sft: `sft_data`, "post-training" demonstrations whose languages follow the corpus mix; a
      `tool_frac` (~5%) of them call the translate tool, chosen at random, independent of the
      language: the overconfident baseline that answers natively in languages it cannot read. A
      further `tool_context_frac` show a call and its response as context (loss 0) and train only
@@ -21,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from rl_jax.data import builders, loader
+from rl_jax.projects.translate_r1 import corpus
 from rl_jax.projects.translate_r1 import domains as cipher_domains
 from rl_jax.projects.translate_r1 import tool as tools
 from rl_jax.projects.translate_r1 import world as cipher
@@ -81,29 +84,19 @@ def sft_items(world, n: int, rng: np.random.Generator, domains: Sequence[str]) -
   return items
 
 
-def pack_documents(tok, docs: Sequence[str], docs_per_row: int, length: int):
-  """(tokens, valid, loss_mask) [B, length]: `docs_per_row` documents + EOS each per row."""
-  ids = [sum((tok.encode(d) + [tok.eos_id] for d in docs[i:i + docs_per_row]), [])
-         for i in range(0, len(docs), docs_per_row)]
-  tokens = np.full((len(ids), length), tok.pad_id, np.int32)
-  valid = np.zeros((len(ids), length), bool)
-  for i, row in enumerate(ids):
-    if len(row) > length:
-      raise ValueError(f"task.doc_len: a row of {docs_per_row} documents has {len(row)} tokens "
-                       f"> doc_len={length}")
-    tokens[i, :len(row)], valid[i, :len(row)] = row, True
-  return tokens, valid, valid.astype(np.float32)
-
-
 @TASKS.register("translate_r1_cipher")
 def cipher_task(*, seed: int, exp, world_seed: int = 0,
                 domains: Sequence[str] = cipher_domains.DOMAINS, doc_len: int = 64,
                 docs_per_row: int = 3, sft_examples: int = 2000, tool_frac: float = 0.05,
                 tool_context_frac: float = 0.3, train_call_syntax: bool = True,
                 cost_mode: str = "per_call", unit_cost: float = 1.0,
-                token_cost: float = 0.02) -> TaskData:
+                token_cost: float = 0.02, corpus_docs: int = 0, data_dir: str = "") -> TaskData:
   """The cipher-world task (module docstring). `domains`: of SFT, RL and evaluation
-  (pretraining uses all five); tool costs as `tools.TranslateToolCfg`."""
+  (pretraining uses all five); tool costs as `tools.TranslateToolCfg`.
+  doc_len: tokens per packed pretraining row (a longer document is an error naming it).
+  corpus_docs: documents in the pretraining corpus; 0 = pretrain.steps x batch_size x
+    docs_per_row (each document read about once: rows hold ~3 documents at doc_len 64).
+  data_dir: the run's data directory (where the corpus is prepared; passed by the loop)."""
   domains = tuple(domains)
   for d in domains:
     if d not in cipher_domains.DOMAINS:
@@ -124,20 +117,22 @@ def cipher_task(*, seed: int, exp, world_seed: int = 0,
   u = rng.random(len(items))
   kinds = np.where(u < tool_frac, TOOL, np.where(u < tool_frac + tool_context_frac,
                                                  TOOL_CONTEXT, NATIVE))
-  demos = None  # built at the first SFT batch: pretraining-only runs never need them
 
-  def sft_batch(batch_size: int, step_rng: np.random.Generator):
-    nonlocal demos
-    if demos is None:
-      data = demonstrations(world, env, tok, items, kinds, prompt_len=prompt_len,
-                            total_len=total_len, train_call_syntax=train_call_syntax)
-      demos = (data["tokens_BxL"], data["valid_BxL"], data["loss_mask_BxL"])
-    rows = step_rng.choice(len(items), batch_size, replace=False)
-    return tuple(a[rows] for a in demos)
+  def sft_data() -> loader.Examples:
+    """The demonstrations (built at the first SFT stage: pretraining-only runs never need them),
+    read through the data layer: one permutation per epoch."""
+    data = demonstrations(world, env, tok, items, kinds, prompt_len=prompt_len,
+                          total_len=total_len, train_call_syntax=train_call_syntax)
+    arrays = (data["tokens_BxL"], data["valid_BxL"], data["loss_mask_BxL"])
+    return loader.Examples(range(len(items)), lambda i, _: tuple(a[i] for a in arrays))
 
-  def pretrain_batch(batch_size: int, step_rng: np.random.Generator):
-    docs = world.pretrain_corpus(batch_size * docs_per_row, step_rng)
-    return pack_documents(tok, docs, docs_per_row, doc_len)
+  def pretrain_data() -> loader.Corpus:
+    """The corpus dataset, prepared at the first pretrain stage (other runs never build it)."""
+    num_docs = corpus_docs or max(exp.pretrain.steps * exp.pretrain.batch_size * docs_per_row, 1)
+    sources = builders.prepare(corpus.CipherCorpus, data_dir or builders.default_data_dir(),
+                               corpus.corpus_config(world_seed, num_docs, seed))
+    return loader.Corpus(sources["train"], row_len=doc_len, tokens_fn=lambda record, _: (
+        tok.encode(builders.text(record["text"])) + [tok.eos_id]))
 
   train_langs = world.names(split="train")
   return TaskData(
@@ -150,4 +145,4 @@ def cipher_task(*, seed: int, exp, world_seed: int = 0,
       answer_fn=cipher.extract_answer, tool_env=env, tokenizer=tok,
       # A turn ends at EOS or at either piece of the call's close tag (with / without "▁").
       stop_ids=(tok.token_id(tools.TOOL_CALL_CLOSE), tok.sp.token_id(tools.TOOL_CALL_CLOSE)),
-      sft_batch=sft_batch, pretrain_batch=pretrain_batch)
+      sft_data=sft_data, pretrain_data=pretrain_data)
