@@ -1,0 +1,132 @@
+"""The report of QUBRIC (docs/qubric.md): one row per policy (the SFT policy, then one per arm
+of the RL sweep) with the held-out key-point recall and the arm's reward signal during
+training, as report.md / results.json and recall.png in the workdir. Registered as report
+"qubric".
+
+    python -m rl_jax.projects.qubric.report WORKDIR
+
+Signal columns (means over the arm's RL steps, from metrics.jsonl): reward_mean, reward_std
+(within the step's batch), zero_var_groups (fraction of groups whose G rewards are equal: no
+GRPO advantage), adv_nonzero (fraction of rows with a non-zero advantage), grad_norm,
+reward_recall_corr (Pearson of the rubric reward and the true key-point recall over a step's
+rows), train_recall_first / _last (training-batch recall, first and last quarter of steps).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from rl_jax import metrics as metrics_lib
+from rl_jax.eval.hooks import REPORTS
+
+EVAL_COLUMNS = ("recall", "precision", "wrong", "statements")
+SIGNAL = {"reward_mean": "reward/mean", "reward_std": "reward/std",
+          "zero_var_groups": "reward/frac_groups_zero_var", "adv_nonzero": "adv/nonzero_frac",
+          "grad_norm": "grad/norm", "reward_recall_corr": "qubric/reward_recall_corr"}
+
+
+def policy_name(stage: dict) -> str:
+  arm = stage.get("section", {}).get("prompt_source", {}).get("arm")
+  return f"{stage['name']}" if stage["kind"] != "rl" or not arm else f"rl ({arm})"
+
+
+def load_rows(workdir: str) -> list[dict[str, Any]]:
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    plan = json.load(f)["stage_plan"]
+  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
+    finals = json.load(f)["eval"]
+  records = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  rows = []
+  for stage in plan:
+    if stage["name"] not in finals:
+      continue
+    row = {"policy": policy_name(stage), "stage": stage["name"], "kind": stage["kind"]}
+    row.update({k: finals[stage["name"]].get(f"eval/{k}") for k in EVAL_COLUMNS})
+    mine = [r for r in records if r.get("stage") == stage["name"] and "reward/mean" in r]
+    if mine:
+      for col, key in SIGNAL.items():
+        row[col] = float(np.mean([r[key] for r in mine if key in r]))
+      q = max(1, len(mine) // 4)
+      row["train_recall_first"] = float(np.mean([r["correct/mean"] for r in mine[:q]]))
+      row["train_recall_last"] = float(np.mean([r["correct/mean"] for r in mine[-q:]]))
+      row["retired_pairs"] = mine[-1].get("qubric/retired_pairs")
+      row["judge_calls"] = mine[-1].get("judge/calls")
+      row["judge_cache_hits"] = mine[-1].get("judge/cache_hits")
+    rows.append(row)
+  if not rows:
+    raise ValueError(f"{workdir}: summary.json has no final evaluation of any stage")
+  return rows
+
+
+def fmt(v) -> str:
+  return "-" if v is None else f"{v:.3f}"
+
+
+def table(rows) -> str:
+  cols = ("recall", "precision", "wrong") + tuple(SIGNAL) + ("train_recall_first",
+                                                             "train_recall_last")
+  lines = ["| policy | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+  lines += ["| " + r["policy"] + " | " + " | ".join(fmt(r.get(c)) for c in cols) + " |"
+            for r in rows]
+  return "\n".join(lines)
+
+
+def curves(workdir: str) -> dict[str, dict[str, list[float]]]:
+  """Per RL stage: reward/std, zero-variance fraction and training recall per step."""
+  records = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  out: dict[str, dict[str, list[float]]] = {}
+  for r in records:
+    if "reward/mean" not in r:
+      continue
+    c = out.setdefault(r["stage"], {"reward_std": [], "zero_var": [], "recall": []})
+    c["reward_std"].append(r["reward/std"])
+    c["zero_var"].append(r["reward/frac_groups_zero_var"])
+    c["recall"].append(r["correct/mean"])
+  return out
+
+
+def plot(rows, curve, path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+  names = [r["policy"] for r in rows]
+  axes[0].bar(range(len(rows)), [r["recall"] or 0.0 for r in rows], color="tab:blue")
+  axes[0].set_xticks(range(len(rows)), names, rotation=20, ha="right", fontsize=8)
+  axes[0].set_ylabel("held-out key-point recall")
+  axes[0].set_ylim(0, 1)
+  for stage, c in curve.items():
+    axes[1].plot(c["reward_std"], label=stage)
+    axes[2].plot(c["zero_var"], label=stage)
+  axes[1].set_xlabel("RL step")
+  axes[1].set_ylabel("reward std (batch)")
+  axes[2].set_xlabel("RL step")
+  axes[2].set_ylabel("zero-variance groups")
+  axes[2].set_ylim(-0.05, 1.05)
+  axes[2].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+@REPORTS.register("qubric")
+def qubric_report(workdir: str, plot_png: bool = True) -> list[dict[str, Any]]:
+  """Writes report.md, results.json and (plot_png) recall.png into the workdir."""
+  rows = load_rows(workdir)
+  md = ("# QUBRIC: held-out key-point recall and reward signal per arm\n\n" + table(rows) + "\n")
+  with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
+    f.write(md)
+  with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
+    json.dump({"rows": rows}, f, indent=1)
+  if plot_png:
+    plot(rows, curves(workdir), os.path.join(workdir, "recall.png"))
+  print(md)
+  return rows
+
+
+if __name__ == "__main__":
+  qubric_report(sys.argv[1])
