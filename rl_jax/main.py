@@ -16,6 +16,13 @@ import re
 import sys
 from typing import Any, Mapping
 
+if __name__ == "__main__":
+  # Under `python -m rl_jax.main` this file runs as `__main__`; a project or notebook that then
+  # imports `rl_jax.main` (to call `run`) must get this module, not a second copy that would
+  # define the flags again (absl's DuplicateFlagError).
+  sys.modules.setdefault("rl_jax.main", sys.modules[__name__])
+  setattr(sys.modules["rl_jax"], "main", sys.modules["rl_jax.main"])  # `rl_jax.main.run`
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 

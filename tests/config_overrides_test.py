@@ -94,6 +94,21 @@ def test_dry_run_from_another_directory_prints_the_effective_config(tmp_path):
   assert not list(tmp_path.iterdir())  # a dry run writes nothing
 
 
+def test_a_config_that_imports_rl_jax_main_runs_under_python_m(tmp_path):
+  """A project's report imports `rl_jax.main` (to call `run`) while `python -m rl_jax.main` is
+  running as `__main__`: it must get the running module, not redefine the flags."""
+  config = tmp_path / "imports_main.py"
+  config.write_text("import rl_jax.main\n"
+                    "from configs import quickstart\n\n\n"
+                    "def get_config(arg=None):\n"
+                    "  assert rl_jax.main.run is not None\n"
+                    "  return quickstart.get_config('runlocal')\n")
+  out = _main([f"--config={config}", "--dry-run"], cwd=REPO)
+  assert out.returncode == 0, out.stderr
+  assert "defined twice" not in out.stderr
+  assert [s["name"] for s in json.loads(out.stdout)["stage_plan"]] == ["sft", "rl"]
+
+
 @pytest.mark.parametrize("override, message", [
     ("--config.rlhf.steps=3", r"--config.rlhf.steps: unknown section 'rlhf'; valid keys of "
                               r"the config's top level: \[.*'rl'"),
