@@ -83,6 +83,15 @@ def _check_finite(x: jax.Array, name: str, where: str, mask: jax.Array | None = 
       "its whole group's advantages NaN: fix the scorer or the reward's inputs")
 
 
+def _shift_by_first(r_NxG: jax.Array) -> jax.Array:
+  """Each group's rewards minus its first reward: advantages are shift-invariant, and the shift
+  makes a group of equal rewards exactly zero before the mean. Without it, rewards such as
+  0.3 x 8 have a float32 mean that is not 0.3, the std is ~1e-8, and (r - mean) / (std + eps)
+  gives every sample of a zero-variance group the same spurious advantage (0.029 for 0.3 x 8,
+  eps 1e-6): a push on samples that carry no signal, on any task with fractional rewards."""
+  return r_NxG - r_NxG[:, :1]
+
+
 def group_advantages(rewards_B: jax.Array, *, group_size: int, normalize: str = "std",
                      eps: float = 1e-6, std_ddof: int = 1) -> jax.Array:
   """Outcome advantages, one per response: GRPO or Dr. GRPO.
@@ -114,7 +123,7 @@ def group_advantages(rewards_B: jax.Array, *, group_size: int, normalize: str = 
   if normalize not in NORMALIZE_MODES:
     raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r} (in {where})")
   num_groups = check_group_shape(rewards_B.shape[0], group_size, where)
-  r_NxG = rewards_B.reshape(num_groups, group_size)
+  r_NxG = _shift_by_first(rewards_B.reshape(num_groups, group_size))
   centred_NxG = r_NxG - r_NxG.mean(axis=1, keepdims=True)
   if normalize == "none":
     return centred_NxG.reshape(-1)
@@ -138,7 +147,7 @@ def rloo_advantages(rewards_B: jax.Array, *, group_size: int) -> jax.Array:
   num_groups = check_group_shape(rewards_B.shape[0], group_size, where)
   if group_size < 2:
     raise ValueError(f"rloo needs group_size >= 2, got {group_size} (in {where})")
-  r_NxG = rewards_B.reshape(num_groups, group_size)
+  r_NxG = _shift_by_first(rewards_B.reshape(num_groups, group_size))
   baseline_NxG = (r_NxG.sum(axis=1, keepdims=True) - r_NxG) / (group_size - 1)
   return (r_NxG - baseline_NxG).reshape(-1)
 
@@ -198,6 +207,9 @@ def process_advantages(step_rewards_BxK: jax.Array, step_end_BxK: jax.Array,
   r_BxK = jnp.where(m_BxK, r_BxK, 0.0)
   r_NxGK = r_BxK.reshape(num_groups, group_size * num_steps)
   m_NxGK = m_BxK.reshape(num_groups, group_size * num_steps)
+  # Shifted by the group's first valid step reward (see `_shift_by_first`).
+  first_Nx1 = jnp.take_along_axis(r_NxGK, jnp.argmax(m_NxGK, axis=1)[:, None], axis=1)
+  r_NxGK = jnp.where(m_NxGK, r_NxGK - first_Nx1, 0.0)
   count_Nx1 = m_NxGK.sum(axis=1, keepdims=True).astype(r_BxK.dtype)
   mean_Nx1 = r_NxGK.sum(axis=1, keepdims=True) / jnp.maximum(count_Nx1, 1.0)
   dev_NxGK = jnp.where(m_NxGK, r_NxGK - mean_Nx1, 0.0)

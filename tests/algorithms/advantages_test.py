@@ -156,3 +156,20 @@ def test_process_non_finite_valid_step_is_refused_with_row_and_step(bad, shown):
   got = advantages.process_advantages(step_r, np.ones((4, 2), int), mask, group_size=2,
                                       seq_len=3)
   assert np.isfinite(np.asarray(got)).all()
+
+
+@pytest.mark.parametrize("reward", [0.3, 0.7, 0.1, 1 / 3, 0.55])
+def test_a_group_of_equal_fractional_rewards_gets_exactly_zero_advantage(reward):
+  """float32 means of equal fractional rewards are not the reward itself (0.3 x 8 -> mean off
+  by ~3e-8), and dividing that by std + eps (std ~1e-8, eps 1e-6) used to give every sample of
+  the group the same spurious advantage (0.029 for 0.3): hand-computed value is 0."""
+  r = np.float32([reward] * 8 + [0.0, 1.0] * 4)
+  for adv in (advantages.group_advantages(r, group_size=8),
+              advantages.group_advantages(r, group_size=8, normalize="none"),
+              advantages.rloo_advantages(r, group_size=8)):
+    np.testing.assert_array_equal(np.asarray(adv)[:8], 0.0)
+    assert np.all(np.asarray(adv)[8:] != 0.0)
+  steps = np.float32([[reward, reward]] * 4)
+  adv_BxT = advantages.process_advantages(steps, np.int32([[1, 3]] * 4), np.ones((4, 2), bool),
+                                          group_size=4, seq_len=4)
+  np.testing.assert_array_equal(np.asarray(adv_BxT), 0.0)
