@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import itertools
 from typing import Any, Mapping
 
-from rl_jax.models.config import ModelConfig
 from rl_jax.registry import Registry
 
 # Top-level config sections that projects add (name -> frozen dataclass).
@@ -376,123 +374,10 @@ def from_config_dict(config: Mapping[str, Any]) -> Experiment:
     sections[key] = _convert(SECTIONS.get(key), as_dict.pop(key), f"{key}.")
   exp = _convert(Experiment, as_dict, "")
   exp = dataclasses.replace(exp, sections=sections)
-  check(exp)
+  # Imported here: the check reads the part registries, whose modules import the model code.
+  from rl_jax import config_check  # pylint: disable=g-import-not-at-top
+  config_check.check(exp)
   return exp
-
-
-def check(exp: Experiment) -> None:
-  """Validates names and part kwargs against the registries (before any work is done)."""
-  # Imported here: these modules import the model and data code, which experiment.py is below.
-  from rl_jax import stages as stages_lib, tasks  # pylint: disable=g-import-not-at-top
-  from rl_jax.eval import hooks  # pylint: disable=g-import-not-at-top
-
-  model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-  unknown = set(exp.model.overrides) - model_fields
-  if unknown:
-    raise ValueError(f"unknown config key(s) model.overrides.{sorted(unknown)}; valid ModelConfig "
-                     f"fields: {sorted(model_fields)}")
-  for kind in exp.stages:
-    section = getattr(exp, kind, None)
-    lr = getattr(section, "learning_rate", None)
-    if lr is not None and section.steps > 0 and not lr > 0:
-      raise ValueError(f"config {kind}.learning_rate is {lr!r} but the {kind} stage trains for "
-                       f"{section.steps} steps: it would change nothing; set a positive "
-                       f"learning rate, or {kind}.steps=0 to skip the stage")
-  bad = [s for s in exp.stages if s not in STAGE_KINDS]
-  if bad or len(set(exp.stages)) != len(exp.stages):
-    raise ValueError(f"config stages must name each of {STAGE_KINDS} at most once, got "
-                     f"{exp.stages}")
-  for spec, where, registry in ((exp.task, "task", tasks.TASKS),
-                                (exp.eval.evaluator, "eval.evaluator", hooks.EVALUATORS),
-                                (exp.report, "report", hooks.REPORTS)):
-    if where == "report" and not spec:
-      continue
-    kwargs = dict(spec)
-    name = kwargs.pop("name", None)
-    if name is None:
-      raise ValueError(f"config {where} needs a 'name' (one of {registry.names()})")
-    registry.check_kwargs(name, kwargs, where)
-  stages_lib.check_plan(exp)
-
-
-def _set_path(section, path: tuple[str, ...], value):
-  """section with the field at `path` (dataclass fields, then dict keys) replaced."""
-  head, rest = path[0], path[1:]
-  if dataclasses.is_dataclass(section):
-    if head not in {f.name for f in dataclasses.fields(section)}:
-      raise KeyError(head)
-    current = getattr(section, head)
-    return dataclasses.replace(section, **{head: _set_path(current, rest, value) if rest
-                                           else value})
-  if isinstance(section, Mapping):
-    if rest and head not in section:
-      raise KeyError(head)
-    out = dict(section)
-    out[head] = _set_path(section[head], rest, value) if rest else value
-    return out
-  raise KeyError(head)
-
-
-def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()):
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      yield from _leaves(value, prefix + (key,))
-    else:
-      yield prefix + (key,), value
-
-
-def sweep_variants(section, kind: str = "rl") -> list[tuple[str, dict[str, Any], Any]]:
-  """(stage name, {path: value}, section) per combination of `section.sweep` (product, in
-  order), for the stage kinds with a sweep (rl, preference).
-
-  The name lists the swept values ("rl_gate=none_lam=0.1"); no sweep gives [(kind, {}, section)]."""
-  if not section.sweep:
-    return [(kind, {}, section)]
-  leaves = list(_leaves(section.sweep))
-  for path, values in leaves:
-    if not isinstance(values, (tuple, list)) or not values:
-      raise ValueError(f"config {kind}.sweep.{'.'.join(path)} must be a non-empty tuple of "
-                       f"values, got {values!r}")
-  out = []
-  base = dataclasses.replace(section, sweep={})
-  for combo in itertools.product(*(values for _, values in leaves)):
-    variant = base
-    overrides = {}
-    for (path, _), value in zip(leaves, combo):
-      try:
-        variant = _set_path(variant, path, value)
-      except KeyError as e:
-        raise ValueError(f"config {kind}.sweep.{'.'.join(path)}: {kind} has no field "
-                         f"{e.args[0]!r} there") from None
-      overrides[".".join(path)] = value
-    name = f"{kind}_" + "_".join(f"{p.split('.')[-1]}={v:g}" if isinstance(v, float) else
-                                 f"{p.split('.')[-1]}={v}" for p, v in overrides.items())
-    out.append((name, overrides, variant))
-  return out
-
-
-def then_stages(section, kind: str) -> list[tuple[str, dict[str, Any], Any]]:
-  """(stage name, {field: value}, section) of a supervised section and its `then` stages, in run
-  order: first (kind, {}, section without `then`), then ("<kind>_<name>", overrides, section with
-  the overrides) per entry."""
-  base = dataclasses.replace(section, then=())
-  out = [(kind, {}, base)]
-  fields = {f.name for f in dataclasses.fields(base)} - {"then"}
-  for i, entry in enumerate(section.then):
-    entry = dict(entry)
-    name = entry.pop("name", None)
-    if not isinstance(name, str) or not name:
-      raise ValueError(f"config {kind}.then[{i}] needs a non-empty 'name' (the stage is named "
-                       f"'{kind}_<name>'), got {name!r}")
-    unknown = sorted(set(entry) - fields)
-    if unknown:
-      raise ValueError(f"config {kind}.then[{i}] ({name!r}): unknown key(s) {unknown}; valid "
-                       f"keys: ['name'] + {sorted(fields)}")
-    out.append((f"{kind}_{name}", entry, dataclasses.replace(base, **entry)))
-  names = [n for n, _, _ in out]
-  if len(set(names)) != len(names):
-    raise ValueError(f"config {kind}.then: stage names must be distinct, got {names}")
-  return out
 
 
 def to_json_dict(obj) -> Any:

@@ -4,6 +4,7 @@ import pytest
 
 from rl_jax import experiment
 from rl_jax.experiment import RLSection
+from rl_jax.stages import variants
 
 
 def test_unknown_top_level_section_lists_the_valid_sections(load_config):
@@ -18,12 +19,12 @@ def test_unknown_top_level_section_lists_the_valid_sections(load_config):
 def test_sweep_variants_product_names_and_values():
   rl = RLSection(advantage={"name": "gated"},
                  sweep={"advantage": {"lam": (0.1, 0.5)}, "learning_rate": (1e-4, 3e-4)})
-  variants = experiment.sweep_variants(rl)
-  assert [name for name, _, _ in variants] == [
+  expanded = variants.sweep_variants(rl)
+  assert [name for name, _, _ in expanded] == [
       "rl_lam=0.1_learning_rate=0.0001", "rl_lam=0.1_learning_rate=0.0003",
       "rl_lam=0.5_learning_rate=0.0001", "rl_lam=0.5_learning_rate=0.0003"]
   want = [(0.1, 1e-4), (0.1, 3e-4), (0.5, 1e-4), (0.5, 3e-4)]
-  for (_, overrides, section), (lam, lr) in zip(variants, want):
+  for (_, overrides, section), (lam, lr) in zip(expanded, want):
     assert overrides == {"advantage.lam": lam, "learning_rate": lr}
     assert section.advantage == {"name": "gated", "lam": lam}
     assert section.learning_rate == lr
@@ -36,21 +37,21 @@ def test_sweep_variants_product_names_and_values():
 def test_sweep_of_one_value_and_no_sweep():
   rl = RLSection(sweep={"advantage": {"lam": (0.1, 0.5)}, "learning_rate": (1e-4,)},
                  advantage={"name": "gated"})
-  names = [n for n, _, _ in experiment.sweep_variants(rl)]
+  names = [n for n, _, _ in variants.sweep_variants(rl)]
   assert names == ["rl_lam=0.1_learning_rate=0.0001", "rl_lam=0.5_learning_rate=0.0001"]
   plain = RLSection()
-  assert experiment.sweep_variants(plain) == [("rl", {}, plain)]
+  assert variants.sweep_variants(plain) == [("rl", {}, plain)]
 
 
 def test_sweep_of_a_missing_field_is_an_error():
   with pytest.raises(ValueError, match=r"rl\.sweep\.learning_rat: rl has no field "
                                        r"'learning_rat'"):
-    experiment.sweep_variants(RLSection(sweep={"learning_rat": (1e-4,)}))
+    variants.sweep_variants(RLSection(sweep={"learning_rat": (1e-4,)}))
   with pytest.raises(ValueError, match=r"rl\.sweep\.rollout\.max_callz: rl has no field "
                                        r"'max_callz'"):
-    experiment.sweep_variants(RLSection(sweep={"rollout": {"max_callz": (1, 2)}}))
+    variants.sweep_variants(RLSection(sweep={"rollout": {"max_callz": (1, 2)}}))
   with pytest.raises(ValueError, match=r"rl\.sweep\.temperature must be a non-empty tuple"):
-    experiment.sweep_variants(RLSection(sweep={"temperature": ()}))
+    variants.sweep_variants(RLSection(sweep={"temperature": ()}))
 
 
 def test_sweep_values_are_checked_at_config_time(load_config):

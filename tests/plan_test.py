@@ -12,6 +12,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from rl_jax import plan as planner
+from rl_jax import plan_cli
 from rl_jax.models import qwen3
 from rl_jax.models.config import get_model_config
 
@@ -102,13 +103,13 @@ def test_topologies():
 
 
 def test_cli_prints_table(capsys):
-  assert planner.main(["--model", "qwen3_4b", "--topology", "v5e-16", "--mesh", "4x4",
+  assert plan_cli.main(["--model", "qwen3_4b", "--topology", "v5e-16", "--mesh", "4x4",
                        "--batch", "16", "--seq-len", "256"]) == 0
   out = capsys.readouterr().out
   assert "503,176,192" in out  # params per device, = the hand computation above
   assert "device HBM" in out and "fits" in out
   with pytest.raises(SystemExit):
-    planner.main(["--model", "qwen3_4b", "--topology", "tpu-16"])
+    plan_cli.main(["--model", "qwen3_4b", "--topology", "tpu-16"])
 
 
 def _cli(*argv):
@@ -131,22 +132,22 @@ def test_exit_status_is_0_when_it_fits_and_1_when_it_does_not():
 
 
 def test_exit_status_without_topology_and_on_usage_errors(capsys):
-  assert planner.main(["--model", "tiny", "--mesh", "2x2", "--batch", "4", "--seq-len", "32"]) == 0
+  assert plan_cli.main(["--model", "tiny", "--mesh", "2x2", "--batch", "4", "--seq-len", "32"]) == 0
   usage_errors = ([], ["--model", "tiny", "--mesh", "-1"],
                   ["--write-docs", "x.md", "--model", "tiny"])
   for argv in usage_errors:
     with pytest.raises(SystemExit) as e:
-      planner.main(argv)
+      plan_cli.main(argv)
     assert e.value.code == 2
   assert "drop --model" in capsys.readouterr().err
 
 
 def test_docs_scaling_planner_outputs_are_current():
   lines = SCALING_MD.read_text().split("\n")
-  blocks = planner.doc_blocks("\n".join(lines))
+  blocks = plan_cli.doc_blocks("\n".join(lines))
   assert len(blocks) >= 3
   for start, end, argv in blocks:
-    text, _, _ = planner.run(argv)
+    text, _, _ = plan_cli.run(argv)
     assert lines[start:end] == text.split("\n"), (
         f"docs/scaling.md:{start}: the output of `python -m rl_jax.plan {' '.join(argv)}` is "
         f"stale; regenerate with `{REGENERATE}`")
@@ -181,32 +182,32 @@ left alone
 
 
 def test_update_docs_rewrites_only_planner_blocks():
-  new, stale = planner.update_docs(MARKDOWN)
+  new, stale = plan_cli.update_docs(MARKDOWN)
   assert stale == [f"python -m rl_jax.plan {TINY}"]
-  expected = planner.run(TINY.split())[0]
+  expected = plan_cli.run(TINY.split())[0]
   assert new == MARKDOWN.replace("stale output", expected)
   assert "\\\n    --batch 4" in new  # the command lines are kept as written
-  assert planner.update_docs(new) == (new, [])
+  assert plan_cli.update_docs(new) == (new, [])
 
 
 def test_write_and_check_docs_cli(tmp_path, capsys):
   md = tmp_path / "doc.md"
   md.write_text(MARKDOWN)
-  assert planner.main(["--check-docs", str(md)]) == 1
+  assert plan_cli.main(["--check-docs", str(md)]) == 1
   assert md.read_text() == MARKDOWN  # --check-docs writes nothing
   assert f"regenerate with `python -m rl_jax.plan --write-docs {md}`" in capsys.readouterr().err
-  assert planner.main(["--write-docs", str(md)]) == 0
-  assert planner.main(["--check-docs", str(md)]) == 0
+  assert plan_cli.main(["--write-docs", str(md)]) == 0
+  assert plan_cli.main(["--check-docs", str(md)]) == 0
   assert "stale output" not in md.read_text()
 
 
 def test_docs_errors_name_the_place():
   with pytest.raises(ValueError, match="line 1: code fence is never closed"):
-    planner.doc_blocks("```\n$ python -m rl_jax.plan --model tiny\n")
+    plan_cli.doc_blocks("```\n$ python -m rl_jax.plan --model tiny\n")
   with pytest.raises(ValueError, match="no code block starts with"):
-    planner.update_docs("# nothing to run\n", "x.md")
+    plan_cli.update_docs("# nothing to run\n", "x.md")
   with pytest.raises(ValueError, match=r"x.md:2: .*--mesh -1.*needs --topology"):
-    planner.update_docs("```\n$ python -m rl_jax.plan --model tiny --mesh -1\nold\n```\n", "x.md")
+    plan_cli.update_docs("```\n$ python -m rl_jax.plan --model tiny --mesh -1\nold\n```\n", "x.md")
 
 
 def test_remat_field_moves_planned_and_compiled_activation_bytes_together():
@@ -312,11 +313,11 @@ def test_packing_plans_the_packed_rows():
 
 
 def test_qwen3_4b_grpo_with_lora_fits_one_16gb_device_and_full_finetuning_does_not():
-  text, lora_plan, _ = planner.run(QWEN3_4B_LORA + ["--lora-rank", "16", "--reference"])
+  text, lora_plan, _ = plan_cli.run(QWEN3_4B_LORA + ["--lora-rank", "16", "--reference"])
   assert lora_plan["fits"] and lora_plan["total"] < 11 * 2 ** 30
   # The documented breakdown is this command's output (docs/scaling.md).
   assert text.split("\n")[2].startswith("lora_rank=16 (33,030,144 adapter params")
-  _, full_plan, _ = planner.run(QWEN3_4B_LORA)
+  _, full_plan, _ = plan_cli.run(QWEN3_4B_LORA)
   assert not full_plan["fits"] and full_plan["total"] > 30 * 2 ** 30
 
 

@@ -37,13 +37,13 @@ class StageSpec:
 
 def plan(exp) -> list[StageSpec]:
   """The stages a config runs, in order (skipped 0-step stages left out)."""
-  from rl_jax import experiment  # pylint: disable=g-import-not-at-top
+  from rl_jax.stages import variants as variants_lib  # pylint: disable=g-import-not-at-top
   specs: list[StageSpec] = []
   previous = ""
   for kind in exp.stages:
     section = getattr(exp, kind, None)
     if getattr(section, "then", ()):  # a supervised stage and its `then` stages, in sequence
-      for name, overrides, variant in experiment.then_stages(section, kind):
+      for name, overrides, variant in variants_lib.then_stages(section, kind):
         if variant.steps > 0:
           specs.append(StageSpec(name, kind, variant, variant.start_from or previous, overrides))
           previous = name
@@ -51,7 +51,7 @@ def plan(exp) -> list[StageSpec]:
     if section.steps == 0:
       continue
     start = section.start_from or previous
-    variants = (experiment.sweep_variants(section, kind) if hasattr(section, "sweep")
+    variants = (variants_lib.sweep_variants(section, kind) if hasattr(section, "sweep")
                 else [(kind, {}, section)])
     for name, overrides, variant in variants:
       specs.append(StageSpec(name, kind, variant, start, overrides))
