@@ -1,6 +1,7 @@
-"""Tokenizers: SentencePiece models trained on bundled data, and HF `tokenizer.json` files.
+"""Tokenizers: SentencePiece models trained on bundled data, HF `tokenizer.json` files, and exact
+word-level tokenizers over a fixed vocabulary (the projects' synthetic worlds).
 
-Both satisfy the `Tokenizer` protocol the rest of rl_jax codes against. Conventions:
+All satisfy the `Tokenizer` protocol the rest of rl_jax codes against. Conventions:
 - `encode` never adds BOS/EOS: callers (chat template, rollout) decide where those go.
 - `decode` never stops at EOS (the sampler truncates); by default it drops the pad/BOS/EOS ids,
   which have no text, and keeps every other token -- chat markers and `<tool_call>` tags included
@@ -141,6 +142,48 @@ class SentencePieceTokenizer:
 
   def save(self, path: str | os.PathLike) -> None:
     pathlib.Path(path).write_bytes(self.model_bytes)
+
+
+class WordTokenizer:
+  """Exact word-level tokenizer over a fixed vocabulary (the synthetic worlds of the projects):
+  text is words separated by whitespace, one id per word. Ids 0, 1 (and 2) are `specials` (pad,
+  eos and, when a third is given, bos), then `words` in order. Encoding a word outside the
+  vocabulary is an error naming the word, its position and `name` (a world only ever writes its
+  own words); decoding drops the specials unless `keep_specials`."""
+
+  def __init__(self, words: Sequence[str], *, specials: Sequence[str] = ("<pad>", "</s>"),
+               name: str = "word tokenizer"):
+    if len(specials) not in (2, 3):
+      raise ValueError(f"{name}: specials are (pad, eos) or (pad, eos, bos), got {specials!r}")
+    self.name = name
+    self.pieces = list(specials) + list(words)
+    self.ids = {w: i for i, w in enumerate(self.pieces)}
+    if len(self.ids) != len(self.pieces):
+      dup = sorted({w for w in self.pieces if self.pieces.count(w) > 1})
+      raise ValueError(f"{name}: duplicate words in the vocabulary: {dup[:10]}")
+    self.vocab_size = len(self.pieces)
+    self.pad_id, self.eos_id = 0, 1
+    self.bos_id = 2 if len(specials) == 3 else None
+    self.special_ids = {w: i for i, w in enumerate(specials)}
+
+  def encode(self, text: str) -> list[int]:
+    out = []
+    for pos, w in enumerate(_check_text(text).split()):
+      if w not in self.ids:
+        raise ValueError(f"{self.name}: unknown word {w!r} (word {pos} of {text[:60]!r}): not "
+                         "in the vocabulary")
+      out.append(self.ids[w])
+    return out
+
+  def decode(self, ids: Iterable[int], keep_specials: bool = False) -> str:
+    ids = _check_ids(ids, self.vocab_size)
+    n_specials = len(self.special_ids)
+    return " ".join(self.pieces[i] for i in ids if keep_specials or i >= n_specials)
+
+  def token_id(self, piece: str) -> int:
+    if piece not in self.ids:
+      raise ValueError(f"{self.name}: unknown token {piece!r}")
+    return self.ids[piece]
 
 
 def _added_token_content(value) -> str | None:

@@ -201,3 +201,25 @@ def test_hf_tokenizer_errors(tmp_path):
   (tmp_path / "tokenizer.json").write_text("{broken")
   with pytest.raises(ValueError, match="not a HF tokenizer.json"):
     tk.HFTokenizer.from_file(tmp_path / "tokenizer.json")
+
+
+def test_word_tokenizer_ids_by_hand_and_errors():
+  tok = tk.WordTokenizer(["a", "b", "c"])
+  assert isinstance(tok, tk.Tokenizer)
+  assert (tok.vocab_size, tok.pad_id, tok.eos_id, tok.bos_id) == (5, 0, 1, None)
+  assert tok.encode("b  a\nc") == [3, 2, 4] and tok.encode("") == []
+  assert tok.decode([3, 1, 0, 2]) == "b a"
+  assert tok.decode([3, 1, 0, 2], keep_specials=True) == "b </s> <pad> a"
+  assert tok.token_id("</s>") == 1 and tok.special_ids == {"<pad>": 0, "</s>": 1}
+  with_bos = tk.WordTokenizer(["x"], specials=("P", "E", "B"), name="demo")
+  assert (with_bos.bos_id, with_bos.encode("x"), with_bos.decode([2, 3, 1])) == (2, [3], "x")
+  with pytest.raises(ValueError, match=r"demo: unknown word 'y' \(word 1 of 'x y'\)"):
+    with_bos.encode("x y")
+  with pytest.raises(ValueError, match="demo: unknown token 'y'"):
+    with_bos.token_id("y")
+  with pytest.raises(ValueError, match="outside"):
+    tok.decode([5])
+  with pytest.raises(ValueError, match=r"duplicate words in the vocabulary: \['a'\]"):
+    tk.WordTokenizer(["a", "b", "a"])
+  with pytest.raises(ValueError, match="specials are"):
+    tk.WordTokenizer(["a"], specials=("<pad>",))

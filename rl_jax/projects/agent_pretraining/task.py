@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from rl_jax.projects.agent_pretraining import corpus as corpus_lib
-from rl_jax.projects.agent_pretraining.world import ApiUniverse, WordTokenizer, call_correct
+from rl_jax.projects.agent_pretraining.world import ApiUniverse, call_correct, word_tokenizer
 from rl_jax.tasks import TASKS, TaskData
 
 DEFAULT_MIXTURE = {"api_docs": 0.18, "trajectories": 0.18, "code": 0.32, "text": 0.32}
@@ -25,7 +25,7 @@ DEFAULT_MIXTURE = {"api_docs": 0.18, "trajectories": 0.18, "code": 0.32, "text":
 
 def build_world(n_apis: int, docs_only: int, world_seed: int):
   universe = ApiUniverse(n_apis=n_apis, docs_only=docs_only, seed=world_seed)
-  return universe, WordTokenizer(universe.vocabulary())
+  return universe, word_tokenizer(universe.vocabulary())
 
 
 def mixture_weights(universe, mixture: Mapping[str, float], agent_ratio: float):

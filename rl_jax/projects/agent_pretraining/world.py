@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from rl_jax.tokenizers import WordTokenizer
+
 PAD, EOS, BOS = "<pad>", "<eos>", "<bos>"
 PUNCT = (":", ".", ",", "(", ")", "=", "->", ";")
 KEYWORDS = ("doc", "args", "returns", "task", "call", "obs", "answer", "code", "return", "int",
@@ -201,31 +203,6 @@ def call_correct(call: Call, completion: str) -> tuple[bool, bool, bool]:
   return same_name and args == want, schema, same_name
 
 
-class WordTokenizer:
-  """Exact word-level tokenizer over a fixed vocabulary: ids 0..2 are <pad>, <eos>, <bos>; a
-  word outside the vocabulary is an error when encoding (the corpus never produces one)."""
-
-  def __init__(self, words: Sequence[str]):
-    self.pieces = [PAD, EOS, BOS] + list(words)
-    self.ids = {w: i for i, w in enumerate(self.pieces)}
-    if len(self.ids) != len(self.pieces):
-      raise ValueError("WordTokenizer: duplicate words in the vocabulary")
-    self.vocab_size = len(self.pieces)
-    self.pad_id, self.eos_id, self.bos_id = 0, 1, 2
-    self.special_ids = {PAD: 0, EOS: 1, BOS: 2}
-
-  def encode(self, text: str) -> list[int]:
-    try:
-      return [self.ids[w] for w in text.split()]
-    except KeyError as e:
-      raise ValueError(f"WordTokenizer.encode: unknown word {e.args[0]!r} in {text[:60]!r}"
-                       ) from None
-
-  def decode(self, ids, keep_specials: bool = False) -> str:
-    return " ".join(self.pieces[int(i)] for i in ids
-                    if keep_specials or int(i) not in self.special_ids.values())
-
-  def token_id(self, piece: str) -> int:
-    if piece not in self.ids:
-      raise ValueError(f"unknown token {piece!r}")
-    return self.ids[piece]
+def word_tokenizer(words: Sequence[str]) -> WordTokenizer:
+  """The corpus's exact word tokenizer: ids 0..2 are <pad>, <eos>, <bos>, then `words`."""
+  return WordTokenizer(words, specials=(PAD, EOS, BOS), name="agent corpus")

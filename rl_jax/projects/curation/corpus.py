@@ -35,6 +35,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from rl_jax.tokenizers import WordTokenizer
+
 TOPICS = ("astro", "bio", "cook", "fin", "hist", "music", "sport", "travel")
 REGIONS = ("north", "south", "east", "west")
 TIMELINESS = ("evergreen", "slow_decay", "time_sensitive", "stale")
@@ -77,36 +79,6 @@ def vocabulary() -> list[str]:
   words += [f"city{k}" for k in range(N_CITIES)] + [f"pers{p}" for p in range(N_PERSONS)]
   words += [f"y{FIRST_YEAR + e}" for e in range(N_EPOCHS)]
   return list(dict.fromkeys(words))
-
-
-class WordTokenizer:
-  """One id per word of `vocabulary()` (the `rl_jax.tokenizers.Tokenizer` protocol); text is
-  words separated by single spaces. An unknown word is an error naming it."""
-
-  def __init__(self):
-    self.words = vocabulary()
-    self.ids = {w: i for i, w in enumerate(self.words)}
-    self.vocab_size = len(self.words)
-    self.pad_id, self.eos_id, self.bos_id = 0, 1, 2
-    self.special_ids = {w: self.ids[w] for w in SPECIALS}
-
-  def encode(self, text: str) -> list[int]:
-    out = []
-    for pos, w in enumerate(text.split()):
-      if w not in self.ids:
-        raise ValueError(f"WordTokenizer.encode: word {pos} {w!r} is not in the curation "
-                         "vocabulary (rl_jax/projects/curation/corpus.py)")
-      out.append(self.ids[w])
-    return out
-
-  def decode(self, ids: Iterable[int], keep_specials: bool = False) -> str:
-    words = [self.words[int(i)] for i in ids]
-    return " ".join(w for w in words if keep_specials or w not in SPECIALS)
-
-  def token_id(self, piece: str) -> int:
-    if piece not in self.ids:
-      raise ValueError(f"unknown token {piece!r}: not in the curation vocabulary")
-    return self.ids[piece]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +296,12 @@ def tier_index(name: str) -> int:
   if name not in names:
     raise ValueError(f"config task.tier: expected one of {names}, got {name!r}")
   return names.index(name)
+
+
+def word_tokenizer() -> WordTokenizer:
+  """The curation vocabulary's word tokenizer (ids 0, 1, 2 = pad, eos, bos, as `vocabulary()`)."""
+  return WordTokenizer(vocabulary()[len(SPECIALS):], specials=SPECIALS,
+                       name="curation vocabulary")
 
 
 def encode_docs(tok: WordTokenizer, texts: Sequence[str], doc_len: int) -> np.ndarray:

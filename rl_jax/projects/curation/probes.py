@@ -25,6 +25,7 @@ from rl_jax.eval.hooks import EVALUATORS
 from rl_jax.models import qwen3
 from rl_jax.projects.curation import corpus as corpus_lib
 from rl_jax.projects.curation.task import world
+from rl_jax.tokenizers import WordTokenizer
 
 PROBES = ("reasoning", "coding", "knowledge")
 
@@ -44,7 +45,7 @@ class ProbeSet:
   group: np.ndarray
 
 
-def build_probes(tok: corpus_lib.WordTokenizer, facts: corpus_lib.WorldFacts, *,
+def build_probes(tok: WordTokenizer, facts: corpus_lib.WorldFacts, *,
                  num_chains: int, num_code: int, chain_steps: int, seed: int) -> ProbeSet:
   """The suite from numpy seed [seed, 99] (module docstring)."""
   rng = np.random.default_rng([seed, 99])

@@ -28,7 +28,7 @@ from rl_jax.tasks import TASKS, TaskData
 def _world(seed: int, corpus_items: tuple) -> tuple[corpus_lib.Corpus, np.ndarray]:
   cfg = corpus_lib.CorpusCfg(**dict(corpus_items))
   corpus = corpus_lib.generate(cfg, seed)
-  return corpus, corpus_lib.encode_docs(corpus_lib.WordTokenizer(), corpus.texts, cfg.doc_len)
+  return corpus, corpus_lib.encode_docs(corpus_lib.word_tokenizer(), corpus.texts, cfg.doc_len)
 
 
 def world(seed: int, corpus: Mapping[str, Any] | None) -> tuple[corpus_lib.Corpus, np.ndarray]:
@@ -98,5 +98,5 @@ def curation_task(*, seed: int, corpus: Mapping[str, Any] | None = None, tier: s
     return tokens, valid, valid.astype(np.float32)
 
   return TaskData("curation_corpus", train=[], eval=[], prompt_fn=str, completion_fn=str,
-                  reward_fn=lambda p, t: 0.0, tokenizer=corpus_lib.WordTokenizer(),
+                  reward_fn=lambda p, t: 0.0, tokenizer=corpus_lib.word_tokenizer(),
                   pretrain_batch=pretrain_batch)

@@ -21,36 +21,9 @@ import numpy as np
 
 from rl_jax.projects.ecd import world
 from rl_jax.tasks import TASKS, TaskData
+from rl_jax.tokenizers import WordTokenizer
 
 NEGATIVES = ("random", "ecd", "both")
-
-
-class WordTokenizer:
-  """One id per word of `world.vocabulary()` (text is split on whitespace); 0 pad, 1 EOS.
-  A word outside the vocabulary is an error naming it (only world text is ever encoded)."""
-
-  def __init__(self, words):
-    self.pieces = ["<pad>", "</s>"] + list(words)
-    self.ids = {p: i for i, p in enumerate(self.pieces)}
-    self.vocab_size, self.pad_id, self.eos_id, self.bos_id = len(self.pieces), 0, 1, None
-    self.special_ids = {"<pad>": 0, "</s>": 1}
-
-  def encode(self, text: str) -> list[int]:
-    out = []
-    for w in text.split():
-      if w not in self.ids:
-        raise ValueError(f"ECD word tokenizer: {w!r} is not in the world's vocabulary")
-      out.append(self.ids[w])
-    return out
-
-  def decode(self, ids, keep_specials: bool = False) -> str:
-    return " ".join(self.pieces[int(i)] for i in ids
-                    if keep_specials or int(i) not in (self.pad_id, self.eos_id))
-
-  def token_id(self, piece: str) -> int:
-    if piece not in self.ids:
-      raise ValueError(f"ECD word tokenizer: unknown piece {piece!r}")
-    return self.ids[piece]
 
 
 def random_negative_pairs(rounds, seed: int):
@@ -107,5 +80,6 @@ def ecd_task(*, seed: int, train_chains: int = 240, rounds: int = 5, eval_per_le
 
   return TaskData("ecd_constraints", [r.instruction for r in train], held_out,
                   prompt_fn=lambda ins: ins.render(), completion_fn=teacher.respond,
-                  reward_fn=reward, tokenizer=WordTokenizer(world.vocabulary()),
+                  reward_fn=reward,
+                  tokenizer=WordTokenizer(world.vocabulary(), name="ECD world"),
                   preference_pairs=pairs)

@@ -26,36 +26,9 @@ from rl_jax import intelligence
 from rl_jax.projects.pugc import oracles
 from rl_jax.projects.pugc import world as world_lib
 from rl_jax.tasks import TASKS, TaskData
+from rl_jax.tokenizers import WordTokenizer
 
 JUDGES = ("reference", "none")
-
-
-class WordTokenizer:
-  """One id per word of `world.vocabulary()` (split on whitespace); 0 pad, 1 EOS. A word outside
-  the vocabulary is an error naming it (only world text is ever encoded)."""
-
-  def __init__(self, words):
-    self.pieces = ["<pad>", "</s>"] + list(words)
-    self.ids = {p: i for i, p in enumerate(self.pieces)}
-    self.vocab_size, self.pad_id, self.eos_id, self.bos_id = len(self.pieces), 0, 1, None
-    self.special_ids = {"<pad>": 0, "</s>": 1}
-
-  def encode(self, text: str) -> list[int]:
-    out = []
-    for w in text.split():
-      if w not in self.ids:
-        raise ValueError(f"PUGC word tokenizer: {w!r} is not in the world's vocabulary")
-      out.append(self.ids[w])
-    return out
-
-  def decode(self, ids, keep_specials: bool = False) -> str:
-    return " ".join(self.pieces[int(i)] for i in ids
-                    if keep_specials or int(i) not in (self.pad_id, self.eos_id))
-
-  def token_id(self, piece: str) -> int:
-    if piece not in self.ids:
-      raise ValueError(f"PUGC word tokenizer: unknown piece {piece!r}")
-    return self.ids[piece]
 
 
 def sft_examples(world, known: set[tuple[str, str]], rumors_per_fact: int, seed: int
@@ -245,4 +218,5 @@ def pugc_task(*, seed: int, num_entities: int = 16, known_frac: float = 0.4,
 
   return TaskData("pugc_ugc", train, eval_questions, prompt_fn=prompt,
                   completion_fn=lambda item: item[1], reward_fn=reward,
-                  tokenizer=WordTokenizer(world_lib.vocabulary()), preference_pairs=pairs)
+                  tokenizer=WordTokenizer(world_lib.vocabulary(), name="PUGC world"),
+                  preference_pairs=pairs)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from rl_jax.projects.agent_pretraining import corpus
-from rl_jax.projects.agent_pretraining.world import ApiUniverse, WordTokenizer
+from rl_jax.projects.agent_pretraining.world import ApiUniverse, word_tokenizer
 
 UNIVERSE = ApiUniverse(n_apis=40, docs_only=10, seed=3)
-TOK = WordTokenizer(UNIVERSE.vocabulary())
+TOK = word_tokenizer(UNIVERSE.vocabulary())
 
 
 def kind_of(doc: str) -> str:

@@ -1,8 +1,8 @@
 """Call parsing and call-accuracy scoring on hand-built cases."""
 import pytest
 
-from rl_jax.projects.agent_pretraining.world import (Api, Call, WordTokenizer, call_correct,
-                                                      parse_call)
+from rl_jax.projects.agent_pretraining.world import (Api, Call, call_correct, parse_call,
+                                                      word_tokenizer)
 
 API = Api("gura", "peli", "mare", (("zi", "int"), ("go", "word")), "kidi")
 CALL = Call(API, ("6", "ruro"))
@@ -33,7 +33,7 @@ def test_parse_call_returns_name_and_pairs():
 
 
 def test_word_tokenizer_round_trip_and_unknown_word():
-  tok = WordTokenizer(["call", "gura", "("])
+  tok = word_tokenizer(["call", "gura", "("])
   assert tok.encode("call gura (") == [3, 4, 5]
   assert tok.decode([3, 4, 1, 0]) == "call gura"
   with pytest.raises(ValueError, match="unknown word 'zz'"):

@@ -95,16 +95,16 @@ def test_generation_is_deterministic_and_checked():
 
 
 def test_tokenizer_round_trip(corpus):
-  tok = corpus_lib.WordTokenizer()
+  tok = corpus_lib.word_tokenizer()
   ids = tok.encode(corpus.texts[0])
   assert tok.decode(ids) == corpus.texts[0]
-  assert tok.pad_id == 0 and tok.eos_id == 1 and len(set(tok.words)) == tok.vocab_size
-  with pytest.raises(ValueError, match="word 1 'zebra'"):
+  assert tok.pad_id == 0 and tok.eos_id == 1 and len(set(tok.pieces)) == tok.vocab_size
+  with pytest.raises(ValueError, match="unknown word 'zebra' \\(word 1 of"):
     tok.encode("the zebra")
 
 
 def test_probe_targets(corpus):
-  tok = corpus_lib.WordTokenizer()
+  tok = corpus_lib.word_tokenizer()
   p = probes_lib.build_probes(tok, corpus.facts, num_chains=5, num_code=5, chain_steps=4,
                               seed=0)
   assert np.bincount(p.group).tolist() == [5, 5, corpus_lib.N_ELEMENTS + corpus_lib.N_CITIES]
