@@ -45,14 +45,15 @@ def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: 
   valid = valid_BxL.astype(bool)
   hidden_BxLxD, _ = qwen3.forward(params, tokens_BxL, qwen3.positions_from_mask(valid), valid,
                                   cfg=cfg)
-  return _logprobs_from_hidden(params, hidden_BxLxD, tokens_BxL, valid[:, 1:] & valid[:, :-1],
+  return logprobs_from_hidden(params, hidden_BxLxD, tokens_BxL, valid[:, 1:] & valid[:, :-1],
                                cfg=cfg, implementation=implementation, temperature=temperature,
                                return_entropy=return_entropy)
 
 
-def _logprobs_from_hidden(params, hidden_BxLxD, tokens_BxL, target_valid_BxLm1, *,
-                          cfg: ModelConfig, implementation: str, temperature, return_entropy):
-  """The head of `token_logprobs`: position t-1 predicts token t where target_valid[t-1]."""
+def logprobs_from_hidden(params, hidden_BxLxD, tokens_BxL, target_valid_BxLm1, *,
+                         cfg: ModelConfig, implementation: str, temperature, return_entropy):
+  """The head of `token_logprobs` over given hidden states (packed rows, the SFT loss): position
+  t-1 predicts token t where target_valid[t-1]."""
   b, l = tokens_BxL.shape
   # Position t-1 predicts token t.
   h_NxD = hidden_BxLxD[:, :-1].reshape(b * (l - 1), -1)
@@ -87,10 +88,10 @@ def packed_token_logprobs(params, packed, *, cfg: ModelConfig, implementation: s
   segments, valid = packed.segment_ids_RxT, packed.valid_RxT.astype(bool)
   hidden_RxTxD, _ = qwen3.forward(params, packed.tokens_RxT, qwen3.packed_positions(segments),
                                   valid, cfg=cfg, segment_ids_BxT=segments)
-  out = _logprobs_from_hidden(params, hidden_RxTxD, packed.tokens_RxT,
-                              packed.target_valid_RxT.astype(bool)[:, 1:], cfg=cfg,
-                              implementation=implementation, temperature=temperature,
-                              return_entropy=return_entropy)
+  out = logprobs_from_hidden(params, hidden_RxTxD, packed.tokens_RxT,
+                             packed.target_valid_RxT.astype(bool)[:, 1:], cfg=cfg,
+                             implementation=implementation, temperature=temperature,
+                             return_entropy=return_entropy)
   unpack = lambda x: packing.unpack(x, packed.unpack_index_BxL)
   return tuple(map(unpack, out)) if return_entropy else unpack(out)
 

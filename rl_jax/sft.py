@@ -46,7 +46,7 @@ def packed_token_logprobs(params, tokens_BxL, valid_BxL, segment_ids_BxL, *, cfg
   hidden_BxLxD, _ = qwen3.forward(params, tokens_BxL, qwen3.packed_positions(segment_ids_BxL),
                                   valid, cfg=cfg, segment_ids_BxT=segment_ids_BxL)
   same_segment_BxLm1 = segment_ids_BxL[:, 1:] == segment_ids_BxL[:, :-1]
-  return logprobs_lib._logprobs_from_hidden(  # pylint: disable=protected-access
+  return logprobs_lib.logprobs_from_hidden(
       params, hidden_BxLxD, tokens_BxL, valid[:, 1:] & valid[:, :-1] & same_segment_BxLm1,
       cfg=cfg, implementation=implementation, temperature=1.0, return_entropy=False)
 
