@@ -46,8 +46,8 @@ def token_logprobs(params, tokens_BxL: jax.Array, valid_BxL: jax.Array, *, cfg: 
   hidden_BxLxD, _ = qwen3.forward(params, tokens_BxL, qwen3.positions_from_mask(valid), valid,
                                   cfg=cfg)
   return logprobs_from_hidden(params, hidden_BxLxD, tokens_BxL, valid[:, 1:] & valid[:, :-1],
-                               cfg=cfg, implementation=implementation, temperature=temperature,
-                               return_entropy=return_entropy)
+                              cfg=cfg, implementation=implementation, temperature=temperature,
+                              return_entropy=return_entropy)
 
 
 def logprobs_from_hidden(params, hidden_BxLxD, tokens_BxL, target_valid_BxLm1, *,
