@@ -13,21 +13,48 @@ Registered evaluators:
           mean@n, pass@k and maj@n. Tool tasks (rl.rollout.name = "tool") are evaluated as
           greedy tool episodes (accuracy and calls per episode).
 A report (`REPORTS`, config `report`) runs once after the last stage: `report(workdir, **kwargs)`.
+A report module that also runs as a script (`python -m rl_jax.projects.<name>.report W ...`)
+registers its report with `@register_report(name, __name__)`, and its script part can rerun it
+on finished workdirs with `report_main`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
-import jax
 import numpy as np
 
-from rl_jax.eval import generation
+from rl_jax.eval import batches, generation
 from rl_jax.registry import Registry
 from rl_jax.types import SampleKnobs
 
 EVALUATORS: Registry = Registry("evaluator")
 REPORTS: Registry = Registry("report")
+
+ReportFn = TypeVar("ReportFn", bound=Callable[..., Any])
+
+
+def register_report(name: str, module_name: str) -> Callable[[ReportFn], ReportFn]:
+  """Decorator: `@register_report("ecd", __name__)` registers a project's report as `name`,
+  except in the copy of its module that runs as a script (module_name "__main__").
+
+  `python -m rl_jax.projects.ecd.report` imports the package first, which imports the module
+  and registers its function, then runs the same file again as __main__: registering that
+  second copy's function under the same name would be refused (`Registry.register`).
+  """
+  def decorator(report: ReportFn) -> ReportFn:
+    if module_name != "__main__":
+      REPORTS.register(name)(report)
+    return report
+  return decorator
+
+
+def report_main(name: str, argv: Sequence[str]) -> None:
+  """`python -m <report module> [W ...]`: the registered report `name`, with its default
+  kwargs, on each workdir W (none: the current directory), e.g. to rewrite the tables and plots
+  of finished runs. The registered copy runs, not the script's (`register_report`)."""
+  for workdir in list(argv) or ["."]:
+    REPORTS.get(name)(workdir)
 
 
 def build_evaluator(eval_section, ctx) -> Callable[..., tuple[dict[str, float], Any]]:
@@ -35,14 +62,44 @@ def build_evaluator(eval_section, ctx) -> Callable[..., tuple[dict[str, float], 
   return EVALUATORS.build(spec, "eval.evaluator", ctx=ctx)
 
 
+def heldout_problems(ctx, max_problems: int, evaluator: str, what: str = "problems"
+                     ) -> tuple[list[Any], int]:
+  """An evaluator's problems, the first `max_problems` (0: all) of the task's held-out ones, and
+  its batch size (eval.batch_size, at most their number); none is an error naming the
+  evaluator and the task (`what`: the problems' name in it)."""
+  problems = list(ctx.task.eval)[:max_problems or None]
+  if not problems:
+    raise ValueError(f"eval.evaluator {evaluator!r}: task {ctx.task.name!r} has no held-out "
+                     f"{what}")
+  return problems, min(ctx.exp.eval.batch_size, len(problems))
+
+
+def greedy_records_evaluator(rollout, problems: Sequence[Any], batch_size: int,
+                             records_of: Callable[[list[Any], Any], list[dict]],
+                             summarize: Callable[[list[dict]], dict[str, float]]
+                             ) -> Callable[..., tuple[dict[str, float], Any]]:
+  """The eval hook of an evaluator that keeps one record per held-out problem: greedy rollouts
+  of `problems` in padded chunks (`batches.rollout_chunks`), `records_of(chunk, out)` the
+  chunk's records, metrics `summarize(records)`; at a stage's end also {stage: records} (written
+  to eval/<stage>.json for the report)."""
+  greedy = SampleKnobs.create(0.0)
+
+  def evaluate(params, key, *, stage: str = "", kind: str = "", step: int = 0,
+               final: bool = False):
+    records = []
+    for chunk, _, out in batches.rollout_chunks(rollout, params, problems, key, greedy,
+                                                batch_size):
+      records += records_of(chunk, out)
+    return summarize(records), ({stage: records} if final else None)
+
+  return evaluate
+
+
 @EVALUATORS.register("task")
 def task_evaluator(*, ctx, num_samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                    ks: tuple[int, ...] = (1,), max_problems: int = 0):
   """Held-out evaluation of the task (module docstring); max_problems > 0 keeps the first N."""
-  problems = list(ctx.task.eval)[:max_problems or None]
-  if not problems:
-    raise ValueError(f"eval.evaluator 'task': task {ctx.task.name!r} has no held-out problems")
-  batch_size = min(ctx.exp.eval.batch_size, len(problems))
+  problems, batch_size = heldout_problems(ctx, max_problems, "task")
   if ctx.exp.rl.rollout.name == "tool":
     return _tool_evaluator(ctx, problems, batch_size)
   hook = generation.make_task_evaluator(
@@ -72,10 +129,8 @@ def _tool_evaluator(ctx, problems, batch_size: int):
   def evaluate(params, key, *, stage: str = "", kind: str = "", step: int = 0,
                final: bool = False):
     rewards, calls, lengths = [], [], []
-    for start in range(0, len(problems), batch_size):
-      chunk = problems[start:start + batch_size]
-      padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-      out = rollout(params, padded, jax.random.fold_in(key, start), greedy)
+    for chunk, padded, out in batches.rollout_chunks(rollout, params, problems, key, greedy,
+                                                     batch_size):
       scores = scorer(padded, out)
       n = len(chunk)
       rewards.append(scores.reward_B[:n])

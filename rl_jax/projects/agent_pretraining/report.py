@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from rl_jax.eval import figures
 from rl_jax.eval.hooks import REPORTS
 from rl_jax.projects.agent_pretraining import mixing_law
 
@@ -69,10 +70,7 @@ def analyse_grid(points: Sequence[Mapping[str, Any]], mixing) -> dict[str, Any]:
 
 
 def _plot_grid(points, analysis, path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = figures.pyplot().subplots(1, 2, figsize=(10, 4))
   ps = np.linspace(0, 1, 101)
   for ax, loss in zip(axes, LOSSES):
     f = analysis["fits"][loss]
@@ -91,9 +89,7 @@ def _plot_grid(points, analysis, path: str) -> None:
     ax.set_ylabel(f"held-out {loss.replace('_', ' ')} (nats/token)")
     ax.legend(fontsize=8)
   fig.suptitle("L(N,p) = c + k exp(tp) + A/(N/N0)^alpha; stars: held-out ratio; dashed: p*")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  figures.save(fig, path, dpi=100)
 
 
 def _stage_table(summary) -> list[dict[str, Any]]:
@@ -103,20 +99,15 @@ def _stage_table(summary) -> list[dict[str, Any]]:
 
 
 def _plot_stages(rows, path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   names = [r["stage"] for r in rows]
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig, ax = figures.pyplot().subplots(figsize=(6, 3.5))
   x = np.arange(len(rows))
   ax.bar(x - 0.2, [r.get("call_accuracy", np.nan) for r in rows], 0.4, label="call (docs-only)")
   ax.bar(x + 0.2, [r.get("name_accuracy", np.nan) for r in rows], 0.4, label="name (docs-only)")
   ax.set_xticks(x, names, rotation=20, fontsize=8)
   ax.set_ylabel("held-out accuracy")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  figures.save(fig, path, dpi=100)
 
 
 def _fmt(v) -> str:

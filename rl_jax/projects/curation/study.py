@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rl_jax.eval import figures
 from rl_jax.eval.hooks import EVALUATORS, REPORTS
 from rl_jax.projects.curation import annotation as ann
 from rl_jax.projects.curation import corpus as corpus_lib
@@ -200,9 +201,7 @@ def _table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
 
 def plots(workdir: str, annotation: Mapping[str, Any], pass1: Sequence[Mapping[str, Any]],
           pass2: Sequence[Mapping[str, Any]]) -> list[str]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = figures.pyplot()
   paths = []
   if annotation:
     dims, m = annotation["nmi"]["dims"], np.asarray(annotation["nmi"]["teacher"])
@@ -216,10 +215,7 @@ def plots(workdir: str, annotation: Mapping[str, Any], pass1: Sequence[Mapping[s
                 color="w" if m[i, j] < 0.5 else "k")
     fig.colorbar(im)
     ax.set_title("NMI between taxonomy dimensions (teacher labels)")
-    fig.tight_layout()
-    paths.append(os.path.join(workdir, "nmi.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(figures.save(fig, os.path.join(workdir, "nmi.png"), dpi=120))
   if pass2:
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(pass2)
@@ -230,10 +226,7 @@ def plots(workdir: str, annotation: Mapping[str, Any], pass1: Sequence[Mapping[s
     ax.set_ylabel("probe accuracy")
     ax.set_title("Pass 2: probe accuracy per arm (equal tokens)")
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    paths.append(os.path.join(workdir, "probes.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(figures.save(fig, os.path.join(workdir, "probes.png"), dpi=120))
   if pass1:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = [r["arm"] for r in pass1]
@@ -242,10 +235,7 @@ def plots(workdir: str, annotation: Mapping[str, Any], pass1: Sequence[Mapping[s
     ax.axvline(0, color="k", lw=0.5)
     ax.set_xlabel("mean normalised gain over the unfiltered tier")
     ax.set_title("Pass 1: single-dimension filters")
-    fig.tight_layout()
-    paths.append(os.path.join(workdir, "pass1.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(figures.save(fig, os.path.join(workdir, "pass1.png"), dpi=120))
   return paths
 
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rl_jax.eval import generation
-from rl_jax.eval.hooks import EVALUATORS
+from rl_jax.eval.hooks import EVALUATORS, heldout_problems
 from rl_jax.projects.ecd import world
 
 
@@ -47,11 +47,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
 @EVALUATORS.register("ecd")
 def ecd_evaluator(*, ctx, max_problems: int = 0):
   """Greedy decoding of the task's held-out instructions (max_problems > 0: the first N)."""
-  instructions = list(ctx.task.eval)[:max_problems or None]
-  if not instructions:
-    raise ValueError(f"eval.evaluator 'ecd': task {ctx.task.name!r} has no held-out problems")
+  instructions, batch_size = heldout_problems(ctx, max_problems, "ecd")
   prompts = [ctx.task.prompt_fn(i) for i in instructions]
-  batch_size = min(ctx.exp.eval.batch_size, len(prompts))
 
   def evaluate(params, key, *, stage: str = "", kind: str = "", step: int = 0,
                final: bool = False):

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from rl_jax.eval.hooks import REPORTS
+from rl_jax.eval import figures, run_results
+from rl_jax.eval.hooks import register_report, report_main
 from rl_jax.projects.ecd import evaluation
 
 ARM_NAMES = {"sft": "SFT", "preference_negatives=random": "DPO-random",
@@ -28,14 +29,8 @@ ARM_NAMES = {"sft": "SFT", "preference_negatives=random": "DPO-random",
 
 def load_arms(workdir: str) -> dict[str, list[dict[str, Any]]]:
   """Arm label -> eval records, in the order of config.json's stage plan."""
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    plan = [s["name"] for s in json.load(f)["stage_plan"]]
-  arms = {}
-  for name in plan:
-    path = os.path.join(workdir, "eval", f"{name}.json")
-    if os.path.exists(path):
-      with open(path, encoding="utf-8") as f:
-        arms[ARM_NAMES.get(name, name)] = json.load(f)["records"]
+  arms = {ARM_NAMES.get(name, name): saved["records"]
+          for name, saved in run_results.saved_evals(workdir).items()}
   if not arms:
     raise ValueError(f"ECD report: no eval records under {workdir}/eval (run with "
                      "eval.evaluator={'name': 'ecd'} and eval.at_stage_end=True)")
@@ -64,6 +59,7 @@ def compare(arms, a: str, b: str, levels) -> dict[str, list[float]]:
   return out
 
 
+@register_report("ecd", __name__)
 def report(workdir: str) -> dict[str, Any]:
   arms = load_arms(workdir)
   table = {arm: evaluation.summarize(records) for arm, records in arms.items()}
@@ -95,10 +91,7 @@ def report(workdir: str) -> dict[str, Any]:
   with open(os.path.join(workdir, "ecd_report.md"), "w", encoding="utf-8") as f:
     f.write("# ECD: strict and instruction-level accuracy by arm\n\n" + "\n".join(lines) + "\n")
 
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  fig, ax = figures.pyplot().subplots(figsize=(5.5, 3.8))
   for arm, m in table.items():
     ax.plot(levels, [m[f"eval/strict_level{k}"] for k in levels], marker="o", label=arm)
   ax.set_xlabel("number of constraints (level)")
@@ -107,18 +100,10 @@ def report(workdir: str) -> dict[str, Any]:
   ax.set_ylim(0, 1.02)
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "ecd_levels.png"), dpi=120)
-  plt.close(fig)
+  figures.save(fig, os.path.join(workdir, "ecd_levels.png"), dpi=120)
   print("\n".join(lines))
   return results
 
 
 if __name__ == "__main__":
-  # Run as a script, this module is a second copy of rl_jax.projects.ecd.report (imported by the
-  # package, which registered the report): use that one, register nothing twice.
-  from rl_jax.projects.ecd import report as registered  # pylint: disable=g-import-not-at-top
-  for w in sys.argv[1:] or ["."]:
-    registered.report(w)
-else:
-  REPORTS.register("ecd")(report)
+  report_main("ecd", sys.argv[1:])

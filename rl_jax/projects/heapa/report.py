@@ -28,8 +28,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rl_jax import metrics as metrics_lib
-from rl_jax.eval.hooks import REPORTS
+from rl_jax.eval import figures, run_results
+from rl_jax.eval.hooks import register_report
 
 ARM_ORDER = ("uniform", "dynamic", "heap", "heap_aug", "heap_aug_path", "heap_aug_policy")
 
@@ -126,9 +126,7 @@ def markdown(arms: Mapping[str, Mapping[str, Any]], target: float) -> str:
 
 
 def plot(arms: Mapping[str, Mapping[str, Any]], out_dir: str, target: float) -> list[str]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = figures.pyplot()
   paths = []
   fig, ax = plt.subplots(figsize=(6, 4))
   for name, s in arms.items():
@@ -137,20 +135,14 @@ def plot(arms: Mapping[str, Mapping[str, Any]], out_dir: str, target: float) -> 
   ax.set_xlabel("cumulative generated tokens")
   ax.set_ylabel("held-out greedy accuracy")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  paths.append(os.path.join(out_dir, "heapa_accuracy_vs_tokens.png"))
-  fig.savefig(paths[-1], dpi=120)
-  plt.close(fig)
+  paths.append(figures.save(fig, os.path.join(out_dir, "heapa_accuracy_vs_tokens.png"), dpi=120))
   fig, ax = plt.subplots(figsize=(6, 4))
   for name, s in arms.items():
     ax.plot(np.arange(1, len(s["zero_var"]) + 1), s["zero_var"], label=name, lw=1)
   ax.set_xlabel("RL step")
   ax.set_ylabel("fraction of zero-variance groups")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  paths.append(os.path.join(out_dir, "heapa_zero_var.png"))
-  fig.savefig(paths[-1], dpi=120)
-  plt.close(fig)
+  paths.append(figures.save(fig, os.path.join(out_dir, "heapa_zero_var.png"), dpi=120))
   for name, s in arms.items():
     if not s["pool_hist"]:
       continue
@@ -162,20 +154,14 @@ def plot(arms: Mapping[str, Mapping[str, Any]], out_dir: str, target: float) -> 
     ax.set_ylabel("pool record reward")
     ax.set_title(f"{name}: fraction of scored pool records per reward bin", fontsize=9)
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, f"heapa_pool_hist_{name}.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(figures.save(fig, os.path.join(out_dir, f"heapa_pool_hist_{name}.png"),
+                              dpi=120))
   return paths
 
 
 def _final_accuracy(workdir: str) -> float | None:
   """The RL stage-end eval/accuracy of a run's summary.json (None if absent)."""
-  path = os.path.join(workdir, "summary.json")
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    evals = json.load(f).get("eval", {})
+  evals = run_results.final_evals(workdir, required=False)
   values = [v["eval/accuracy"] for k, v in evals.items()
             if k.startswith("rl") and "eval/accuracy" in v]
   return float(values[-1]) if values else None
@@ -187,8 +173,8 @@ def study(study_dir: str, target: float, plots: bool = True, extra_targets: Sequ
   found = {d: os.path.join(study_dir, d) for d in sorted(os.listdir(study_dir))
            if os.path.isfile(os.path.join(study_dir, d, "metrics.jsonl"))}
   order = [a for a in ARM_ORDER if a in found] + [a for a in found if a not in ARM_ORDER]
-  arms = {a: summarize_arm(metrics_lib.read_metrics(os.path.join(found[a], "metrics.jsonl")),
-                           target, _final_accuracy(found[a])) for a in order}
+  arms = {a: summarize_arm(run_results.metric_records(found[a]), target,
+                           _final_accuracy(found[a])) for a in order}
   arms = {a: s for a, s in arms.items() if s["steps"]}  # e.g. the shared SFT run: no RL steps
   for s in arms.values():
     s["tokens_to"] = {t: tokens_to_target(s["eval_tokens"], s["accuracy"], t)
@@ -203,6 +189,7 @@ def study(study_dir: str, target: float, plots: bool = True, extra_targets: Sequ
   return out
 
 
+@register_report("heapa", __name__)
 def write_report(workdir: str, *, target: float = 0.75, study_dir: str = "..",
                  plots: bool = True, extra_targets: Sequence[float] = ()) -> dict[str, Any]:
   """The study report over `study_dir` (relative to this run's workdir; ".." = the arms'
@@ -210,12 +197,6 @@ def write_report(workdir: str, *, target: float = 0.75, study_dir: str = "..",
   more targets reported beside it."""
   return study(os.path.normpath(os.path.join(workdir, study_dir)), target, plots,
                tuple(extra_targets))
-
-
-# Registered once: `python -m rl_jax.projects.heapa.report` runs this file a second time as
-# __main__ after the package import registered it.
-if "heapa" not in REPORTS:
-  REPORTS.register("heapa")(write_report)
 
 
 def main(argv=None) -> None:

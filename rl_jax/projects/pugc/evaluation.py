@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rl_jax.eval import generation
-from rl_jax.eval.hooks import EVALUATORS
+from rl_jax.eval.hooks import EVALUATORS, heldout_problems
 from rl_jax.projects.pugc import world as world_lib
 
 
@@ -45,14 +45,11 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
 @EVALUATORS.register("pugc")
 def pugc_evaluator(*, ctx, max_problems: int = 0):
   """Greedy decoding of the task's questions (max_problems > 0: the first N)."""
-  questions = list(ctx.task.eval)[:max_problems or None]
-  if not questions:
-    raise ValueError(f"eval.evaluator 'pugc': task {ctx.task.name!r} has no eval questions")
+  questions, batch_size = heldout_problems(ctx, max_problems, "pugc", "questions")
   pairs = ctx.task.preference_pairs
   if not hasattr(pairs, "world"):
     raise ValueError(f"eval.evaluator 'pugc' needs task 'pugc_ugc', got {ctx.task.name!r}")
   prompts = [q.text for q in questions]
-  batch_size = min(ctx.exp.eval.batch_size, len(prompts))
 
   def evaluate(params, key, *, stage: str = "", kind: str = "", step: int = 0,
                final: bool = False):

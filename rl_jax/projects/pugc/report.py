@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from rl_jax.eval.hooks import REPORTS
+from rl_jax.eval import figures, run_results
+from rl_jax.eval.hooks import register_report, report_main
 from rl_jax.projects.pugc import evaluation, winrate
 
 ARM_NAMES = {"sft": "SFT", "preference_judge=reference": "DPO-ref",
@@ -28,14 +29,8 @@ ARM_NAMES = {"sft": "SFT", "preference_judge=reference": "DPO-ref",
 
 def load_arms(workdir: str) -> dict[str, list[dict[str, Any]]]:
   """Arm label -> eval records, in the order of config.json's stage plan."""
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    plan = [s["name"] for s in json.load(f)["stage_plan"]]
-  arms = {}
-  for name in plan:
-    path = os.path.join(workdir, "eval", f"{name}.json")
-    if os.path.exists(path):
-      with open(path, encoding="utf-8") as f:
-        arms[ARM_NAMES.get(name, name)] = json.load(f)["records"]
+  arms = {ARM_NAMES.get(name, name): saved["records"]
+          for name, saved in run_results.saved_evals(workdir).items()}
   if "SFT" not in arms:
     raise ValueError(f"PUGC report: no SFT eval records under {workdir}/eval (run with "
                      "eval.evaluator={'name': 'pugc'} and eval.at_stage_end=True)")
@@ -66,13 +61,8 @@ def compare(model, base, *, n_boot: int, seed: int) -> dict[str, Any]:
 
 def pair_stats(workdir: str) -> dict[str, dict[str, float]]:
   """pairs/<judge>/<stat> metrics from summary.json's stage evals (the latest value wins)."""
-  path = os.path.join(workdir, "summary.json")
-  if not os.path.exists(path):
-    return {}
-  with open(path, encoding="utf-8") as f:
-    evals = json.load(f).get("eval", {})
   out: dict[str, dict[str, float]] = {}
-  for metrics in evals.values():
+  for metrics in run_results.final_evals(workdir, required=False).values():
     for key, value in metrics.items():
       if key.startswith("pairs/"):
         _, judge, stat = key.split("/", 2)
@@ -80,6 +70,7 @@ def pair_stats(workdir: str) -> dict[str, dict[str, float]]:
   return out
 
 
+@register_report("pugc", __name__)
 def report(workdir: str, n_boot: int = 200, boot_seed: int = 0) -> dict[str, Any]:
   arms = load_arms(workdir)
   table = {arm: evaluation.summarize(records) for arm, records in arms.items()}
@@ -129,10 +120,7 @@ def report(workdir: str, n_boot: int = 200, boot_seed: int = 0) -> dict[str, Any
     f.write(f"# PUGC: win rates against the SFT model ({len(arms['SFT'])} questions, oracle "
             "judge)\n\n" + "\n".join(lines) + "\n")
 
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  fig, ax = figures.pyplot().subplots(figsize=(5.5, 3.8))
   names = list(vs_sft)
   x = np.arange(len(names))
   for offset, key, label in ((-0.2, "win_rate", "win rate"),
@@ -147,18 +135,10 @@ def report(workdir: str, n_boot: int = 200, boot_seed: int = 0) -> dict[str, Any
   ax.set_ylabel("against SFT (oracle judge)")
   ax.set_ylim(0, 1)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "pugc_winrates.png"), dpi=120)
-  plt.close(fig)
+  figures.save(fig, os.path.join(workdir, "pugc_winrates.png"), dpi=120)
   print("\n".join(lines))
   return results
 
 
 if __name__ == "__main__":
-  # Run as a script, this module is a second copy of rl_jax.projects.pugc.report (imported by
-  # the package, which registered the report): use that one, register nothing twice.
-  from rl_jax.projects.pugc import report as registered  # pylint: disable=g-import-not-at-top
-  for w in sys.argv[1:] or ["."]:
-    registered.report(w)
-else:
-  REPORTS.register("pugc")(report)
+  report_main("pugc", sys.argv[1:])

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 
-from rl_jax.eval.hooks import EVALUATORS
+from rl_jax.eval.hooks import EVALUATORS, greedy_records_evaluator, heldout_problems
 from rl_jax.projects.qubric import world
-from rl_jax.types import SampleKnobs
 
 
 def answer_record(problem, text: str) -> dict:
@@ -40,22 +38,11 @@ def summarize(records) -> dict[str, float]:
 def qubric_evaluator(*, ctx, max_problems: int = 0):
   """Greedy answers on the first `max_problems` held-out problems (0 = all)."""
   from rl_jax.sampling.rollouts import ROLLOUTS  # pylint: disable=g-import-not-at-top
-  problems = list(ctx.task.eval)[:max_problems or None]
-  if not problems:
-    raise ValueError("eval.evaluator 'qubric': the task has no held-out problems")
-  batch_size = min(ctx.exp.eval.batch_size, len(problems))
+  problems, batch_size = heldout_problems(ctx, max_problems, "qubric")
   rollout = ROLLOUTS.get("generate")(ctx=ctx, section=dataclasses.replace(ctx.exp.rl,
                                                                           group_size=1))
-  greedy = SampleKnobs.create(0.0)
 
-  def evaluate(params, key, *, stage: str = "", kind: str = "", step: int = 0,
-               final: bool = False):
-    records = []
-    for start in range(0, len(problems), batch_size):
-      chunk = problems[start:start + batch_size]
-      padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-      out = rollout(params, padded, jax.random.fold_in(key, start), greedy)
-      records += [answer_record(p, t) for p, t in zip(chunk, out.texts[:len(chunk)])]
-    return summarize(records), ({stage: records} if final else None)
+  def records_of(chunk, out):
+    return [answer_record(p, t) for p, t in zip(chunk, out.texts[:len(chunk)])]
 
-  return evaluate
+  return greedy_records_evaluator(rollout, problems, batch_size, records_of, summarize)

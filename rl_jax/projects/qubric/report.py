@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from rl_jax import metrics as metrics_lib
-from rl_jax.eval.hooks import REPORTS
+from rl_jax.eval import figures, run_results
+from rl_jax.eval.hooks import register_report, report_main
 
 EVAL_COLUMNS = ("recall", "precision", "wrong", "statements")
 SIGNAL = {"reward_mean": "reward/mean", "reward_std": "reward/std",
@@ -35,30 +35,21 @@ def policy_name(stage: dict) -> str:
 
 
 def load_rows(workdir: str) -> list[dict[str, Any]]:
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    plan = json.load(f)["stage_plan"]
-  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
-    finals = json.load(f)["eval"]
-  records = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  """Per stage with a final evaluation: its policy, final eval metrics and, for an RL stage, the
+  means of its reward signal over its steps (module docstring) and its last step's counters."""
   rows = []
-  for stage in plan:
-    if stage["name"] not in finals:
-      continue
-    row = {"policy": policy_name(stage), "stage": stage["name"], "kind": stage["kind"]}
-    row.update({k: finals[stage["name"]].get(f"eval/{k}") for k in EVAL_COLUMNS})
-    mine = [r for r in records if r.get("stage") == stage["name"] and "reward/mean" in r]
+  for result in run_results.finished_stages(workdir):
+    row = result.row(policy_name(result.stage), EVAL_COLUMNS)
+    mine = result.training
     if mine:
       for col, key in SIGNAL.items():
         row[col] = float(np.mean([r[key] for r in mine if key in r]))
-      q = max(1, len(mine) // 4)
-      row["train_recall_first"] = float(np.mean([r["correct/mean"] for r in mine[:q]]))
-      row["train_recall_last"] = float(np.mean([r["correct/mean"] for r in mine[-q:]]))
+      row["train_recall_first"], row["train_recall_last"] = run_results.quarter_means(
+          mine, "correct/mean")
       row["retired_pairs"] = mine[-1].get("qubric/retired_pairs")
       row["judge_calls"] = mine[-1].get("judge/calls")
       row["judge_cache_hits"] = mine[-1].get("judge/cache_hits")
     rows.append(row)
-  if not rows:
-    raise ValueError(f"{workdir}: summary.json has no final evaluation of any stage")
   return rows
 
 
@@ -77,7 +68,7 @@ def table(rows) -> str:
 
 def curves(workdir: str) -> dict[str, dict[str, list[float]]]:
   """Per RL stage: reward/std, zero-variance fraction and training recall per step."""
-  records = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  records = run_results.metric_records(workdir)
   out: dict[str, dict[str, list[float]]] = {}
   for r in records:
     if "reward/mean" not in r:
@@ -90,10 +81,7 @@ def curves(workdir: str) -> dict[str, dict[str, list[float]]]:
 
 
 def plot(rows, curve, path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+  fig, axes = figures.pyplot().subplots(1, 3, figsize=(13, 3.6))
   names = [r["policy"] for r in rows]
   axes[0].bar(range(len(rows)), [r["recall"] or 0.0 for r in rows], color="tab:blue")
   axes[0].set_xticks(range(len(rows)), names, rotation=20, ha="right", fontsize=8)
@@ -108,12 +96,10 @@ def plot(rows, curve, path: str) -> None:
   axes[2].set_ylabel("zero-variance groups")
   axes[2].set_ylim(-0.05, 1.05)
   axes[2].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  figures.save(fig, path, dpi=110)
 
 
-@REPORTS.register("qubric")
+@register_report("qubric", __name__)
 def qubric_report(workdir: str, plot_png: bool = True) -> list[dict[str, Any]]:
   """Writes report.md, results.json and (plot_png) recall.png into the workdir."""
   rows = load_rows(workdir)
@@ -129,4 +115,4 @@ def qubric_report(workdir: str, plot_png: bool = True) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-  qubric_report(sys.argv[1])
+  report_main("qubric", sys.argv[1:])

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl_jax.eval import run_suite, suites
+from rl_jax.eval import figures, run_suite, suites
 from rl_jax.eval.hooks import EVALUATORS, REPORTS
 
 
@@ -146,11 +146,8 @@ def shop_world_report(workdir: str, plot: bool = True) -> dict[str, Any]:
   with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=1)
   if plot:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     skills = list(next(iter(reports.values()))["skills"])
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = figures.pyplot().subplots(figsize=(7, 3.5))
     width = 0.8 / len(reports)
     for i, (m, r) in enumerate(reports.items()):
       ax.bar(np.arange(len(skills)) + i * width, [r["skills"][s] for s in skills], width,
@@ -159,7 +156,5 @@ def shop_world_report(workdir: str, plot: bool = True) -> dict[str, Any]:
     ax.set_ylabel("skill score")
     ax.set_ylim(0, 1)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "skills.png"), dpi=100)
-    plt.close(fig)
+    figures.save(fig, os.path.join(workdir, "skills.png"), dpi=100)
   return results

@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from rl_jax.algorithms import swap
+from rl_jax.eval import batches
 from rl_jax.eval.hooks import EVALUATORS
 from rl_jax.projects.swap import task as task_lib
 from rl_jax.types import SampleKnobs
@@ -69,16 +70,11 @@ def swap_evaluator(*, ctx, max_problems: int = 0, num_samples: int = 4,
   batch = max(1, min(ctx.exp.eval.batch_size, len(problems)))
   greedy, sampled = SampleKnobs.create(0.0), SampleKnobs.create(temperature)
 
-  def chunks():
-    for start in range(0, len(problems), batch):
-      chunk = problems[start:start + batch]
-      yield start, chunk, chunk + [chunk[-1]] * (batch - len(chunk))
-
   def evaluate(params, key, *, stage: str = "", kind: str = "", step: int = 0,
                final: bool = False):
     acc, lens, kept, n_steps, n_red = [], [], [], [], []
-    for start, chunk, padded in chunks():
-      out = greedy_rollout(params, padded, jax.random.fold_in(key, start), greedy)
+    for chunk, _, out in batches.rollout_chunks(greedy_rollout, params, problems, key, greedy,
+                                                batch):
       for p, text, n in zip(chunk, out.texts, out.rollout.response_len_B):
         labels = task_lib.step_labels(p, task_lib.split(text))
         acc.append(task_lib.reward(p, text))
@@ -92,7 +88,7 @@ def swap_evaluator(*, ctx, max_problems: int = 0, num_samples: int = 4,
                "eval/redundant_mean": float(np.mean(n_red))}
     if sample_rollout is not None:
       scores, labels = [], []
-      for start, chunk, padded in chunks():
+      for start, chunk, padded in batches.padded_chunks(problems, batch):
         out = sample_rollout(params, padded, jax.random.fold_in(key, 10**6 + start), sampled)
         rows = [p for p in padded for _ in range(num_samples)]
         keep = len(chunk) * num_samples

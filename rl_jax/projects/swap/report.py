@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rl_jax import metrics as metrics_lib
-from rl_jax.eval.hooks import REPORTS
+from rl_jax.eval import figures, run_results
+from rl_jax.eval.hooks import register_report
 
 ARMS = {"rl_penalty=none": "outcome-only GRPO", "rl_penalty=uniform": "GRPO + uniform penalty",
         "rl_penalty=swap": "SWAP"}
@@ -41,8 +41,7 @@ def _fmt(x) -> str:
 
 def summarize(workdir: str) -> dict[str, Any]:
   """Per-policy final metrics and the study's headline comparisons of one workdir."""
-  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
-    evals = json.load(f)["eval"]
+  evals = run_results.final_evals(workdir)
   rows = {name: {col: float(m.get(key, float("nan"))) for col, key in COLUMNS}
           for name, m in evals.items()}
   base = rows.get("rl_penalty=none")
@@ -60,7 +59,7 @@ def summarize(workdir: str) -> dict[str, Any]:
 
 def curves(workdir: str) -> dict[str, dict[str, list[float]]]:
   """Per RL stage: step, rollout/len_mean and correct/mean of every training record."""
-  records = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  records = run_results.metric_records(workdir)
   out: dict[str, dict[str, list[float]]] = {}
   for r in records:
     stage = r.get("stage", "")
@@ -88,9 +87,7 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def plot(summary: dict[str, Any], curve: dict[str, dict[str, list[float]]], workdir: str
          ) -> list[str]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = figures.pyplot()
   paths = []
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
   for stage, c in curve.items():
@@ -99,10 +96,7 @@ def plot(summary: dict[str, Any], curve: dict[str, dict[str, list[float]]], work
   axes[0].set(xlabel="RL step", ylabel="mean response tokens (training)")
   axes[1].set(xlabel="RL step", ylabel="training accuracy")
   axes[0].legend(fontsize=8)
-  fig.tight_layout()
-  paths.append(os.path.join(workdir, "curves.png"))
-  fig.savefig(paths[-1], dpi=100)
-  plt.close(fig)
+  paths.append(figures.save(fig, os.path.join(workdir, "curves.png"), dpi=100))
   names = list(summary["policies"])
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
   labels = [ARMS.get(n, n) for n in names]
@@ -112,13 +106,11 @@ def plot(summary: dict[str, Any], curve: dict[str, dict[str, list[float]]], work
   axes[1].set(ylabel="held-out accuracy", ylim=(0, 1))
   for ax in axes:
     ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-  fig.tight_layout()
-  paths.append(os.path.join(workdir, "final.png"))
-  fig.savefig(paths[-1], dpi=100)
-  plt.close(fig)
+  paths.append(figures.save(fig, os.path.join(workdir, "final.png"), dpi=100))
   return paths
 
 
+@register_report("swap", __name__)
 def swap_report(workdir: str, *, plots: bool = True) -> dict[str, Any]:
   """Writes results.json, results.md and (plots=True) curves.png and final.png."""
   summary = summarize(workdir)
@@ -131,12 +123,6 @@ def swap_report(workdir: str, *, plots: bool = True) -> dict[str, Any]:
   if plots:
     plot(summary, curve, workdir)
   return summary
-
-
-# Not when run as `python -m ...report`: the package import has registered this module's
-# function already, and a second registration (of __main__'s copy) would be refused.
-if __name__ != "__main__":
-  REPORTS.register("swap")(swap_report)
 
 
 def seed_table(workdirs: Sequence[str]) -> str:

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 
-from rl_jax.eval.hooks import EVALUATORS
+from rl_jax.eval.hooks import EVALUATORS, greedy_records_evaluator, heldout_problems
 from rl_jax.projects.tool_orchestration import reward as rw
 from rl_jax.projects.tool_orchestration.scoring import ledger_calls
 from rl_jax.projects.tool_orchestration.task import ground_truth
-from rl_jax.types import SampleKnobs
 
 
 def call_errors(calls, steps) -> tuple[int, int, int]:
@@ -68,23 +66,12 @@ def summarize(records) -> dict[str, float]:
 def orchestration_evaluator(*, ctx, max_problems: int = 0):
   """Greedy episodes on the first `max_problems` held-out workflows (0 = all)."""
   from rl_jax.sampling.rollouts import ROLLOUTS  # pylint: disable=g-import-not-at-top
-  problems = list(ctx.task.eval)[:max_problems or None]
-  if not problems:
-    raise ValueError("eval.evaluator 'tool_orchestration': the task has no held-out workflows")
-  batch_size = min(ctx.exp.eval.batch_size, len(problems))
+  problems, batch_size = heldout_problems(ctx, max_problems, "tool_orchestration", "workflows")
   section = dataclasses.replace(ctx.exp.rl, group_size=1, rollout=dataclasses.replace(
       ctx.exp.rl.rollout, native_rows=0))
   rollout = ROLLOUTS.get("tool")(ctx=ctx, section=section)
-  greedy = SampleKnobs.create(0.0)
 
-  def evaluate(params, key, *, stage: str = "", kind: str = "", step: int = 0,
-               final: bool = False):
-    records = []
-    for start in range(0, len(problems), batch_size):
-      chunk = problems[start:start + batch_size]
-      padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-      out = rollout(params, padded, jax.random.fold_in(key, start), greedy)
-      records += [episode_record(p, e) for p, e in zip(chunk, out.episodes[:len(chunk)])]
-    return summarize(records), ({stage: records} if final else None)
+  def records_of(chunk, out):
+    return [episode_record(p, e) for p, e in zip(chunk, out.episodes[:len(chunk)])]
 
-  return evaluate
+  return greedy_records_evaluator(rollout, problems, batch_size, records_of, summarize)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from rl_jax import metrics as metrics_lib
-from rl_jax.eval.hooks import REPORTS
+from rl_jax.eval import figures, run_results
+from rl_jax.eval.hooks import register_report, report_main
 
 COLUMNS = ("success", "turn_accuracy", "graduated", "R_atomic", "R_orch", "calls_per_episode",
            "malformed", "err_name", "err_params", "err_values")
@@ -28,29 +28,17 @@ def policy_name(stage: dict) -> str:
 def load_rows(workdir: str) -> list[dict[str, Any]]:
   """Per stage with a final evaluation: its name, kind, reward arm, final eval metrics and the
   mean RL training reward / success of its first and last quarter of steps."""
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    plan = json.load(f)["stage_plan"]
-  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
-    finals = json.load(f)["eval"]
-  records = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
   rows = []
-  for stage in plan:
-    if stage["name"] not in finals:
-      continue
-    row = {"policy": policy_name(stage), "stage": stage["name"], "kind": stage["kind"]}
-    row.update({k: finals[stage["name"]].get(f"eval/{k}") for k in COLUMNS})
-    mine = [r for r in records if r.get("stage") == stage["name"] and "reward/mean" in r]
+  for result in run_results.finished_stages(workdir):
+    row = result.row(policy_name(result.stage), COLUMNS)
+    mine = result.training
     if mine:
-      q = max(1, len(mine) // 4)
-      row["train_reward_first"] = float(np.mean([r["reward/mean"] for r in mine[:q]]))
-      row["train_reward_last"] = float(np.mean([r["reward/mean"] for r in mine[-q:]]))
-      key = "correct/mean"
-      if key in mine[0]:
-        row["train_success_first"] = float(np.mean([r[key] for r in mine[:q]]))
-        row["train_success_last"] = float(np.mean([r[key] for r in mine[-q:]]))
+      row["train_reward_first"], row["train_reward_last"] = run_results.quarter_means(
+          mine, "reward/mean")
+      if "correct/mean" in mine[0]:
+        row["train_success_first"], row["train_success_last"] = run_results.quarter_means(
+            mine, "correct/mean")
     rows.append(row)
-  if not rows:
-    raise ValueError(f"{workdir}: summary.json has no final evaluation of any stage")
   return rows
 
 
@@ -68,10 +56,7 @@ def markdown(rows) -> str:
 
 
 def plot(rows, path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7, 3.5))
+  fig, ax = figures.pyplot().subplots(figsize=(7, 3.5))
   x = np.arange(len(rows))
   for k, (key, label) in enumerate((("success", "workflow success"),
                                     ("turn_accuracy", "turn accuracy"),
@@ -81,12 +66,10 @@ def plot(rows, path: str) -> None:
   ax.set_ylim(0, 1)
   ax.set_ylabel("held-out workflows")
   ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  figures.save(fig, path, dpi=120)
 
 
-@REPORTS.register("tool_orchestration")
+@register_report("tool_orchestration", __name__)
 def write_report(workdir: str, *, plot_png: bool = True) -> dict[str, Any]:
   """results.json, report.md and (plot_png) success.png of one run."""
   rows = load_rows(workdir)
@@ -102,13 +85,5 @@ def write_report(workdir: str, *, plot_png: bool = True) -> dict[str, Any]:
   return {"rows": rows}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  paths = list(sys.argv[1:] if argv is None else argv)
-  if len(paths) != 1:
-    raise SystemExit("usage: python -m rl_jax.projects.tool_orchestration.report WORKDIR")
-  write_report(paths[0])
-  return 0
-
-
 if __name__ == "__main__":
-  raise SystemExit(main())
+  report_main("tool_orchestration", sys.argv[1:])

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from rl_jax.eval import pareto
+from rl_jax.eval import batches, pareto
 from rl_jax.eval.hooks import EVALUATORS
 from rl_jax.projects.translate_r1.world import ANSWER_OPEN, Item
 from rl_jax.rewards.scorers import SCORERS
@@ -71,11 +71,8 @@ def evaluate(rollout, scorer, params, items: Sequence[Item], key: jax.Array, *,
              batch_size: int, forced_prefix: str = "") -> list[dict[str, Any]]:
   """Greedy episodes, one per item, in fixed-size chunks (the last is padded with copies)."""
   records = []
-  for start in range(0, len(items), batch_size):
-    chunk = list(items[start:start + batch_size])
-    padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-    out = rollout(params, padded, jax.random.fold_in(key, start), GREEDY,
-                  forced_prefix=forced_prefix)
+  for chunk, padded, out in batches.rollout_chunks(rollout, params, items, key, GREEDY,
+                                                   batch_size, forced_prefix=forced_prefix):
     scores = scorer(padded, out)
     ex = scores.extras
     for i, it in enumerate(chunk):

@@ -19,9 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rl_jax import metrics as metrics_lib
-from rl_jax.eval import pareto
-from rl_jax.eval.hooks import REPORTS
+from rl_jax.eval import pareto, run_results
+from rl_jax.eval.hooks import register_report
 from rl_jax.projects.translate_r1.evaluation import (GROUPS, TRAINED_TIERS, mean_or_nan,
                                                      bootstrap_pareto_share, summarize, sweep)
 
@@ -153,20 +152,16 @@ def _policy_name(overrides: Mapping[str, Any]) -> tuple[str, str, float]:
 
 def load_run(workdir: str) -> dict[str, Any]:
   """Records, families, lambdas and tracking of a run, from its eval/, summary and metrics."""
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    plan = json.load(f)["stage_plan"]
-  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
-    finals = json.load(f)["eval"]
-  rows = metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  finals = run_results.final_evals(workdir)
+  rows = run_results.metric_records(workdir)
+  saved_by_stage = run_results.saved_evals(workdir)
   records, families, lams, tracking, training = {}, {}, {}, {}, {}
   track = lambda m: {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("track/")}
   base_track = None
-  for stage in plan:
-    path = os.path.join(workdir, "eval", f"{stage['name']}.json")
-    if not os.path.exists(path):
+  for stage in run_results.stage_plan(workdir):
+    saved = saved_by_stage.get(stage["name"])
+    if saved is None:
       continue
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
     if stage["kind"] != "rl":
       for name, recs in saved["records"].items():
         records[name] = recs
@@ -187,7 +182,7 @@ def load_run(workdir: str) -> dict[str, Any]:
               training=training)
 
 
-@REPORTS.register("translate_r1")
+@register_report("translate_r1", __name__)
 def write_report(workdir: str, *, alpha_max: float | None = None, n_alpha: int = 1001,
                  plot_pareto: bool = True, title: str = "Translate-R1 cipher world"
                  ) -> dict[str, Any]:
