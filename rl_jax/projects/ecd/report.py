@@ -2,12 +2,14 @@
 
 Report "ecd" (config `report`), or on finished workdirs:
 
-    python -m rl_jax.projects.ecd.report W
+    python -m rl_jax.projects.ecd.report W [W2 ...]
 
 writes into W: ecd_report.md (the table: prompt-level strict and instruction-level accuracy,
 strict accuracy by level, and paired bootstrap 95% intervals of DPO-ECD minus DPO-random and
 minus SFT per level), ecd_results.json (the same numbers) and ecd_levels.png (strict accuracy by
-number of constraints, one line per arm).
+number of constraints, one line per arm). Given several workdirs (runs that differ in seed) it
+then prints `seeds`: each arm's strict accuracy at levels >= 3 per seed, and the paired
+differences pooled over the seeds' instructions.
 """
 from __future__ import annotations
 
@@ -105,5 +107,37 @@ def report(workdir: str) -> dict[str, Any]:
   return results
 
 
+def seeds(workdirs) -> dict[str, Any]:
+  """Strict accuracy at levels >= 3 per arm and seed, and the paired differences of `compare`'s
+  pairs pooled over every seed's instructions (pairs stay within a seed: both arms of a run
+  answer the same instructions). Returns {"per_seed": {arm: [acc per workdir]}, "pooled":
+  {"a - b": [mean, lo, hi]}} and prints them."""
+  per_seed: dict[str, list[float]] = {}
+  pooled_strict: dict[str, list[bool]] = {}
+  for workdir in workdirs:
+    for arm, records in load_arms(workdir).items():
+      high = [all(r["satisfied"]) for r in records if r["level"] >= 3]
+      per_seed.setdefault(arm, []).append(float(np.mean(high)) if high else float("nan"))
+      pooled_strict.setdefault(arm, []).extend(high)
+  pooled = {}
+  for i, (a, b) in enumerate((("DPO-ECD", "DPO-random"), ("DPO-ECD", "SFT"),
+                              ("DPO-both", "DPO-random"), ("DPO-random", "SFT"))):
+    if a in pooled_strict and b in pooled_strict and pooled_strict[a]:
+      if len(per_seed[a]) != len(per_seed[b]):
+        raise ValueError(f"ECD seeds: arm {a!r} is in {len(per_seed[a])} workdirs, {b!r} in "
+                         f"{len(per_seed[b])}; every workdir needs both")
+      pooled[f"{a} - {b}"] = list(paired_bootstrap(pooled_strict[a], pooled_strict[b], seed=i))
+  lines = [f"Strict accuracy at levels >= 3 over {len(list(workdirs))} seeds:", ""]
+  lines += [f"- {arm}: " + " / ".join(f"{v:.3f}" for v in accs) + f" (mean {np.mean(accs):.3f})"
+            for arm, accs in per_seed.items()]
+  lines += ["", "Pooled paired differences (95% bootstrap interval):", ""]
+  lines += [f"- {name}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for name, (d, lo, hi) in pooled.items()]
+  print("\n".join(lines))
+  return {"per_seed": per_seed, "pooled": pooled}
+
+
 if __name__ == "__main__":
   report_main("ecd", sys.argv[1:])
+  if len(sys.argv) > 2:
+    from rl_jax.projects.ecd import report as registered  # pylint: disable=g-import-not-at-top
+    registered.seeds(sys.argv[1:])
