@@ -7,7 +7,9 @@ plus a size term (Kaplan et al., arXiv 2001.08361) with a shared exponent; N cou
 parameters and N0 is the smallest model of the grid (so A is the size term's excess at N0).
 The Hephaestus paper (arXiv 2502.06589) reports a scaling study over the agent share without
 its functional form; this is the form docs/agent_pretraining.md fits. Fitted with
-`scipy.optimize.curve_fit` (trust-region reflective, bounds alpha in [0, 4]).
+`scipy.optimize.curve_fit` (trust-region reflective, bounds alpha in [0, 4]). Since the joint
+form shares the curvature t across sizes, `PerSizeFit` also fits the mixing law alone at each size
+(config mixing.law, docs/agent_pretraining.md compares the two).
 """
 from __future__ import annotations
 
@@ -72,7 +74,79 @@ def fit_law(n: Sequence[float], p: Sequence[float], loss: Sequence[float]) -> La
   return best
 
 
-def best_ratio(agent: LawFit, general: LawFit, n: float, agent_weight: float,
+MIXING_PARAM_NAMES = ("c", "k", "t")
+
+
+@dataclasses.dataclass(frozen=True)
+class PerSizeFit:
+  """The mixing law L_N(p) = c_N + k_N exp(t_N p) fitted separately at each model size N (Ye et
+  al., arXiv 2403.16952, fit their law per model size): `params[N] = (c, k, t)`; `rms` over all
+  points. It predicts at the fitted sizes only (no extrapolation in N)."""
+  params: dict[float, tuple[float, float, float]]
+  rms: float
+
+  def predict(self, n, p):
+    n = float(np.asarray(n).reshape(-1)[0]) if np.ndim(n) else float(n)
+    if n not in self.params:
+      raise ValueError(f"the per-width mixing law was fitted at N in {sorted(self.params)}, "
+                       f"not at N = {n:g} (config mixing.law='per_width' does not extrapolate "
+                       "in N; 'joint' does)")
+    c, k, t = self.params[n]
+    return c + k * np.exp(t * np.asarray(p, float))
+
+  def as_dict(self) -> dict:
+    return {"per_size": {f"{n:g}": dict(zip(MIXING_PARAM_NAMES, v))
+                         for n, v in sorted(self.params.items())}, "rms": self.rms}
+
+
+def fit_mixing(p: Sequence[float], loss: Sequence[float]) -> tuple[tuple[float, float, float],
+                                                                  float]:
+  """Least-squares fit of L(p) = c + k exp(t p) to >= 3 points of distinct p; returns
+  ((c, k, t), rms), the best of several starts of t (both signs)."""
+  p, loss = np.asarray(p, float), np.asarray(loss, float)
+  if p.shape != loss.shape or np.unique(p).size < 3:
+    raise ValueError(f"fit_mixing: needs >= 3 distinct mixture ratios, got {np.unique(p).size}")
+  f = lambda x, c, k, t: c + k * np.exp(t * x)
+  span = float(np.ptp(loss)) or 1.0
+  slope = np.polyfit(p, loss, 1)[0]
+  best = None
+  for t0 in (-3.0, -8.0, -1.0, 1.0, 3.0):
+    start = (float(loss.min()) - 0.1 * span, span * (1.0 if (slope < 0) == (t0 < 0) else -1.0),
+             t0)
+    try:
+      params, _ = optimize.curve_fit(f, p, loss, p0=start, maxfev=20000,
+                                     bounds=([-np.inf, -np.inf, -50.0], [np.inf, np.inf, 50.0]))
+    except RuntimeError:
+      continue
+    rms = float(np.sqrt(np.mean((f(p, *params) - loss) ** 2)))
+    if best is None or rms < best[1]:
+      best = (tuple(float(v) for v in params), rms)
+  if best is None:
+    raise RuntimeError("fit_mixing: curve_fit did not converge from any start")
+  return best
+
+
+def fit_per_size(n: Sequence[float], p: Sequence[float], loss: Sequence[float]) -> PerSizeFit:
+  """`fit_mixing` at every model size of the points (each needs >= 3 ratios)."""
+  n, p, loss = (np.asarray(x, float) for x in (n, p, loss))
+  params, sq = {}, []
+  for size in np.unique(n):
+    at = n == size
+    params[float(size)], rms = fit_mixing(p[at], loss[at])
+    sq.append(rms ** 2 * at.sum())
+  return PerSizeFit(params, float(np.sqrt(np.sum(sq) / n.size)))
+
+
+def fit(kind: str, n, p, loss):
+  """The law `kind` of config mixing.law: "joint" (`fit_law`) or "per_width" (`fit_per_size`)."""
+  if kind == "joint":
+    return fit_law(n, p, loss)
+  if kind == "per_width":
+    return fit_per_size(n, p, loss)
+  raise ValueError(f"config mixing.law: expected 'joint' or 'per_width', got {kind!r}")
+
+
+def best_ratio(agent, general, n: float, agent_weight: float,
                grid: int = 1001) -> tuple[float, float]:
   """(p*, objective) minimising agent_weight L_agent(n, p) + (1 - agent_weight) L_general(n, p)
   over p in [0, 1] (a dense grid: the objective is a sum of two exponentials in p)."""
@@ -93,7 +167,12 @@ class MixingSection:
     w L_agent + (1 - w) L_general [I]; run_stages: after the grid, run the config's stages
     with task.agent_ratio = p*; min_fit_ratio: ratios below it are left out of the fit (and of
     the held-out check) [I] (0 keeps all; at p = 0 the agent sources' words are never seen, a
-    regime of its own, docs/agent_pretraining.md)."""
+    regime of its own, docs/agent_pretraining.md);
+  seeds: run every grid point once per seed (empty: the config's `seed` only); the law is
+    fitted to, and checked against, the mean over seeds of each (ratio, width) point's loss;
+  law [I]: which fit picks p* and is checked at the held-out ratio (the report shows both):
+    "per_width", the mixing law c + k exp(t p) fitted at each width (Ye et al.'s form; p* and the
+    check are at the grid's widths), or "joint", L(N, p) above with one size term."""
   ratios: tuple[float, ...] = (0.0, 0.1, 0.2, 0.36, 0.5, 0.7)
   widths: tuple[int, ...] = (32, 64, 128)
   heldout_ratio: float = 0.36
@@ -102,6 +181,12 @@ class MixingSection:
   agent_weight: float = 0.5
   run_stages: bool = True
   min_fit_ratio: float = 0.0
+  seeds: tuple[int, ...] = ()
+  law: str = "per_width"
+
+  def __post_init__(self):
+    if self.law not in ("joint", "per_width"):
+      raise ValueError(f"config mixing.law: expected 'joint' or 'per_width', got {self.law!r}")
 
 
 experiment.register_section("mixing", MixingSection)

@@ -2,10 +2,10 @@
 
 Over a study directory (rl_jax.projects.agent_pretraining.study) or a single run's workdir:
 
-  grid.json (if present)   per point: agent / general held-out loss; the law
-                           L(N, p) = c + k exp(t p) + A / (N/N0)^alpha fitted to every ratio but
-                           the held-out one, its prediction there (relative error per width),
-                           and p* at the target width;
+  grid.json (if present)   per point (mean +- std over its seeds): agent / general held-out
+                           loss; the law L(N, p) = c + k exp(t p) + A / (N/N0)^alpha fitted to
+                           the means of every ratio but the held-out one, its prediction there
+                           (relative error per width), and p* at the target width;
   summary.json of the run  (the workdir's own, or <workdir>/stages/): per stage held-out losses
                            and docs-only call accuracy (stage II arm vs stage I alone).
 
@@ -16,40 +16,67 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from rl_jax.eval import figures
-from rl_jax.eval.hooks import REPORTS
+from rl_jax.eval.hooks import register_report, report_main
 from rl_jax.projects.agent_pretraining import mixing_law
 
 LOSSES = ("agent_loss", "general_loss")
 
 
 def _get(m, key, default=None):
-  return m[key] if isinstance(m, Mapping) else getattr(m, key, default)
+  return m.get(key, default) if isinstance(m, Mapping) else getattr(m, key, default)
 
 
-def analyse_grid(points: Sequence[Mapping[str, Any]], mixing) -> dict[str, Any]:
-  """Fits the law per loss on the points whose ratio is not `mixing.heldout_ratio`; predicts the
-  held-out points; p* at `target_width` (its N read from the grid's points)."""
-  held = float(_get(mixing, "heldout_ratio"))
-  is_held = lambda r: abs(r["ratio"] - held) < 1e-9
-  lowest = float(_get(mixing, "min_fit_ratio", 0.0) if not isinstance(mixing, Mapping)
-                 else mixing.get("min_fit_ratio", 0.0))
-  fit_pts = [r for r in points if not is_held(r) and r["ratio"] >= lowest]
-  out: dict[str, Any] = {"heldout_ratio": held, "min_fit_ratio": lowest, "fits": {},
-                         "heldout": []}
-  for loss in LOSSES:
-    fit = mixing_law.fit_law([r["n_params"] for r in fit_pts], [r["ratio"] for r in fit_pts],
-                             [r[loss] for r in fit_pts])
-    out["fits"][loss] = fit.as_dict()
-  fits = {loss: mixing_law.LawFit(tuple(out["fits"][loss][k] for k in mixing_law.PARAM_NAMES),
-                                  out["fits"][loss]["n0"], out["fits"][loss]["rms"])
-          for loss in LOSSES}
+def mean_over_seeds(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+  """One record per (ratio, width): the mean of each loss over the point's seeds, with its
+  sample standard deviation (`<loss>_std`, 0 for one seed) and `n_seeds`; first-seen order."""
+  groups: dict[tuple[float, int], list[Mapping[str, Any]]] = {}
   for r in points:
-    if is_held(r):
+    groups.setdefault((float(r["ratio"]), int(r["width"])), []).append(r)
+  out = []
+  for (ratio, width), rows in groups.items():
+    rec: dict[str, Any] = {"ratio": ratio, "width": width, "n_params": rows[0]["n_params"],
+                           "n_seeds": len(rows),
+                           "wall_s": float(np.mean([r.get("wall_s", np.nan) for r in rows]))}
+    for loss in LOSSES:
+      values = np.asarray([r[loss] for r in rows], float)
+      rec[loss] = float(values.mean())
+      rec[loss + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    out.append(rec)
+  return out
+
+
+def fit_grid(points: Sequence[Mapping[str, Any]], mixing, law: str | None = None):
+  """{loss: fitted law} on the seed means whose ratio is neither `mixing.heldout_ratio` nor
+  below `mixing.min_fit_ratio`; `law` (default `mixing.law`): mixing_law.fit's kind."""
+  held = float(_get(mixing, "heldout_ratio"))
+  lowest = float(_get(mixing, "min_fit_ratio", 0.0))
+  fit_pts = [r for r in mean_over_seeds(points)
+             if abs(r["ratio"] - held) >= 1e-9 and r["ratio"] >= lowest]
+  kind = law or _get(mixing, "law", "per_width")
+  return {loss: mixing_law.fit(kind, [r["n_params"] for r in fit_pts],
+                               [r["ratio"] for r in fit_pts], [r[loss] for r in fit_pts])
+          for loss in LOSSES}
+
+
+def analyse_grid(points: Sequence[Mapping[str, Any]], mixing,
+                 law: str | None = None) -> dict[str, Any]:
+  """Averages the points over seeds (`mean_over_seeds`), fits the law (`fit_grid`), predicts the
+  held-out means; p* at `target_width` (its N read from the grid's points)."""
+  kind = law or _get(mixing, "law", "per_width")
+  fits = fit_grid(points, mixing, kind)
+  points = mean_over_seeds(points)
+  held = float(_get(mixing, "heldout_ratio"))
+  out: dict[str, Any] = {"law": kind, "heldout_ratio": held,
+                         "min_fit_ratio": float(_get(mixing, "min_fit_ratio", 0.0)),
+                         "fits": {loss: fits[loss].as_dict() for loss in LOSSES}, "heldout": []}
+  for r in points:
+    if abs(r["ratio"] - held) < 1e-9:
       row = {"ratio": r["ratio"], "width": r["width"]}
       for loss in LOSSES:
         pred = float(fits[loss].predict(r["n_params"], r["ratio"]))
@@ -69,12 +96,11 @@ def analyse_grid(points: Sequence[Mapping[str, Any]], mixing) -> dict[str, Any]:
   return out
 
 
-def _plot_grid(points, analysis, path: str) -> None:
+def _plot_grid(points, fits, analysis, path: str) -> None:
   fig, axes = figures.pyplot().subplots(1, 2, figsize=(10, 4))
   ps = np.linspace(0, 1, 101)
   for ax, loss in zip(axes, LOSSES):
-    f = analysis["fits"][loss]
-    fit = mixing_law.LawFit(tuple(f[k] for k in mixing_law.PARAM_NAMES), f["n0"], f["rms"])
+    fit = fits[loss]
     for width in sorted({r["width"] for r in points}):
       rows = sorted((r for r in points if r["width"] == width), key=lambda r: r["ratio"])
       line = ax.plot(ps, fit.predict(rows[0]["n_params"], ps), lw=1)[0]
@@ -88,7 +114,7 @@ def _plot_grid(points, analysis, path: str) -> None:
     ax.set_xlabel("agent share p")
     ax.set_ylabel(f"held-out {loss.replace('_', ' ')} (nats/token)")
     ax.legend(fontsize=8)
-  fig.suptitle("L(N,p) = c + k exp(tp) + A/(N/N0)^alpha; stars: held-out ratio; dashed: p*")
+  fig.suptitle(f"{LAW_TITLES[analysis['law']]}; stars: held-out ratio; dashed: p*")
   figures.save(fig, path, dpi=100)
 
 
@@ -114,7 +140,60 @@ def _fmt(v) -> str:
   return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-@REPORTS.register("agent_pretraining")
+LAWS = ("per_width", "joint")
+LAW_TITLES = {"joint": "L(N,p) = c + k exp(tp) + A/(N/N0)^alpha",
+              "per_width": "L_N(p) = c_N + k_N exp(t_N p), fitted per width"}
+
+
+def _fit_table(analysis) -> list[str]:
+  if analysis["law"] == "joint":
+    lines = ["| loss | " + " | ".join(mixing_law.PARAM_NAMES) + " | rms |", "|" + "---|" * 7]
+    return lines + [f"| {loss} | " + " | ".join(f"{f[k]:.4g}" for k in mixing_law.PARAM_NAMES)
+                    + f" | {f['rms']:.4f} |" for loss, f in analysis["fits"].items()]
+  lines = ["| loss | N | c | k | t |", "|" + "---|" * 5]
+  return lines + [f"| {loss} | {n} | " + " | ".join(f"{v[k]:.4g}" for k in
+                                                   mixing_law.MIXING_PARAM_NAMES) + " |"
+                  for loss, f in analysis["fits"].items() for n, v in f["per_size"].items()]
+
+
+def grid_report(grid: Mapping[str, Any], workdir: str) -> tuple[list[str], dict[str, Any]]:
+  """The grid part of report.md and results.json (the configured law's analysis, both laws'
+  held-out errors under "laws"), and mixing_law.png."""
+  mixing = grid["mixing"]
+  laws = {law: analyse_grid(grid["points"], mixing, law) for law in LAWS}
+  analysis = laws[_get(mixing, "law", "per_width")]
+  points = mean_over_seeds(grid["points"])
+  results = dict(seed_points=grid["points"], points=points, laws=laws, **analysis)
+  lines = ["## Mixing grid (held-out loss, nats/token; mean +- std over seeds)", "",
+           "| p | width | N (non-emb.) | seeds | agent loss | general loss | wall s |",
+           "|" + "---|" * 7]
+  lines += [f"| {r['ratio']:g} | {r['width']} | {r['n_params']} | {r['n_seeds']} | "
+            f"{r['agent_loss']:.4f} +- {r['agent_loss_std']:.4f} | "
+            f"{r['general_loss']:.4f} +- {r['general_loss_std']:.4f} | {r['wall_s']:.0f} |"
+            for r in points]
+  lines += ["", f"## Law fit: {LAW_TITLES[analysis['law']]} (config mixing.law; ratios >= "
+            f"{analysis['min_fit_ratio']:g} but the held-out one)", ""] + _fit_table(analysis)
+  lines += ["", f"## Held-out ratio p = {analysis['heldout_ratio']:g}: measured vs predicted",
+            "", "| width | agent | predicted | rel. err | general | predicted | rel. err |",
+            "|" + "---|" * 7]
+  for r in analysis["heldout"]:
+    lines.append(f"| {r['width']} | {r['agent_loss']:.4f} | {r['agent_loss_predicted']:.4f} | "
+                 f"{r['agent_loss_rel_error']:.2%} | {r['general_loss']:.4f} | "
+                 f"{r['general_loss_predicted']:.4f} | {r['general_loss_rel_error']:.2%} |")
+  lines += ["", f"Largest relative error at the held-out ratio: "
+            f"{analysis['max_heldout_rel_error']:.2%} (goal: < 5%).", "",
+            "Both laws at the held-out ratio (largest relative error; p* at width "
+            f"{analysis['target_width']}):", "", "| law | largest error | p* |", "|---|---|---|"]
+  lines += [f"| {LAW_TITLES[k]} | {a['max_heldout_rel_error']:.2%} | {a['p_star']:.3f} |"
+            for k, a in laws.items()]
+  lines += ["", f"p* at width {analysis['target_width']}: {analysis['p_star']:.3f}", "",
+            "![mixing law](mixing_law.png)", ""]
+  fits = fit_grid(grid["points"], mixing, analysis["law"])
+  _plot_grid(points, fits, analysis, os.path.join(workdir, "mixing_law.png"))
+  return lines, results
+
+
+@register_report("agent_pretraining", __name__)
 def agent_pretraining_report(workdir: str) -> dict[str, Any]:
   """Writes report.md, results.json and the plots (module docstring); returns the results."""
   results: dict[str, Any] = {}
@@ -123,30 +202,9 @@ def agent_pretraining_report(workdir: str) -> dict[str, Any]:
   if os.path.exists(grid_path):
     with open(grid_path) as f:
       grid = json.load(f)
-    points = grid["points"]
-    analysis = analyse_grid(points, grid["mixing"])
-    results.update(points=points, **analysis)
-    lines += ["## Mixing grid (held-out loss, nats/token)", "",
-              "| p | width | N (non-emb.) | agent loss | general loss | wall s |", "|" + "---|" * 6]
-    lines += [f"| {r['ratio']:g} | {r['width']} | {r['n_params']} | {r['agent_loss']:.4f} | "
-              f"{r['general_loss']:.4f} | {r['wall_s']:.0f} |" for r in points]
-    lines += ["", f"## Law fit (ratios >= {analysis['min_fit_ratio']:g} but the held-out one)", "",
-              "| loss | " + " | ".join(mixing_law.PARAM_NAMES) + " | rms |", "|" + "---|" * 7]
-    for loss, f in analysis["fits"].items():
-      lines.append(f"| {loss} | " + " | ".join(f"{f[k]:.4g}" for k in mixing_law.PARAM_NAMES)
-                   + f" | {f['rms']:.4f} |")
-    lines += ["", f"## Held-out ratio p = {analysis['heldout_ratio']:g}: measured vs predicted",
-              "", "| width | agent | predicted | rel. err | general | predicted | rel. err |",
-              "|" + "---|" * 7]
-    for r in analysis["heldout"]:
-      lines.append(f"| {r['width']} | {r['agent_loss']:.4f} | {r['agent_loss_predicted']:.4f} | "
-                   f"{r['agent_loss_rel_error']:.2%} | {r['general_loss']:.4f} | "
-                   f"{r['general_loss_predicted']:.4f} | {r['general_loss_rel_error']:.2%} |")
-    lines += ["", f"Largest relative error at the held-out ratio: "
-              f"{analysis['max_heldout_rel_error']:.2%} (goal: < 5%).", "",
-              f"p* at width {analysis['target_width']}: {analysis['p_star']:.3f}", "",
-              "![mixing law](mixing_law.png)", ""]
-    _plot_grid(points, analysis, os.path.join(workdir, "mixing_law.png"))
+    grid_lines, grid_results = grid_report(grid, workdir)
+    lines += grid_lines
+    results.update(grid_results)
   for candidate in (os.path.join(workdir, "summary.json"),
                     os.path.join(workdir, "stages", "summary.json")):
     if os.path.exists(candidate):
@@ -169,3 +227,7 @@ def agent_pretraining_report(workdir: str) -> dict[str, Any]:
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   return results
+
+
+if __name__ == "__main__":
+  report_main("agent_pretraining", sys.argv[1:])

@@ -6,9 +6,11 @@ then the configured stage I / II / SFT run at the fitted ratio (docs/agent_pretr
 
 A driver rather than `rl.sweep`: the grid varies the model's width, and a run builds its model
 once (a sweep varies the numbers of one stage on one model). Every point is
-`rl_jax.main.run(grid_point(config, p, d), <workdir>/grid/p=<p>_d=<d>)`, stage I only for
+`rl_jax.main.run(grid_point(config, p, d, seed), <dir>)`, stage I only for
 `mixing.grid_steps` steps (the same token budget at every point), with the evaluator's held-out
-losses; a point whose summary.json exists is not run again (a rerun resumes the grid). Outputs:
+losses, once per seed of `mixing.seeds` (<workdir>/grid/p=<p>_d=<d>_s=<seed>; the law is fitted to
+the mean over seeds); a point whose summary.json exists is not run again (a rerun resumes the
+grid, and grids of different seeds can run in separate processes). Outputs:
 <workdir>/grid.json (the points), <workdir>/stages/ (the stage I/II/SFT run at p*), and the
 report "agent_pretraining" over <workdir> (report.md, results.json, PNG plots).
 """
@@ -39,10 +41,13 @@ def with_width(config, width: int):
   return c
 
 
-def grid_point(config, ratio: float, width: int):
+def grid_point(config, ratio: float, width: int, seed: int | None = None):
   """One grid point (module docstring): stage I only, agent share `ratio`, width `width`,
-  `mixing.grid_steps` steps, held-out losses only (no call generation), no report."""
+  `mixing.grid_steps` steps, held-out losses only (no call generation), no report; `seed`
+  (default: the config's) seeds the initial parameters and the batches."""
   c = with_width(config, width)
+  if seed is not None:
+    c.seed = int(seed)
   c.task.agent_ratio = float(ratio)
   c.stages = ("pretrain",)
   c.pretrain.steps, c.pretrain.then = c.mixing.grid_steps, ()
@@ -62,8 +67,13 @@ def non_embedding_params(config, vocab_size: int) -> int:
                  if not any(getattr(k, "key", "") in ("embed", "lm_head") for k in path)))
 
 
-def point_dir(workdir: str, ratio: float, width: int) -> str:
-  return os.path.join(workdir, "grid", f"p={ratio:g}_d={width}")
+def point_dir(workdir: str, ratio: float, width: int, seed: int) -> str:
+  return os.path.join(workdir, "grid", f"p={ratio:g}_d={width}_s={seed}")
+
+
+def grid_seeds(config) -> tuple[int, ...]:
+  """`mixing.seeds`, or the config's own seed when that is empty."""
+  return tuple(int(s) for s in config.mixing.seeds) or (int(config.seed),)
 
 
 def read_wall(out: str) -> float:
@@ -75,8 +85,9 @@ def read_wall(out: str) -> float:
 
 
 def run_grid(config, workdir: str, *, show_progress: bool = False) -> list[dict]:
-  """Runs (or reads back) every grid point; returns and writes <workdir>/grid.json records
-  (ratio, width, n_params, agent_loss, general_loss, per-source losses, wall seconds)."""
+  """Runs (or reads back) every grid point of every seed (`grid_seeds`); returns and writes
+  <workdir>/grid.json records (ratio, width, seed, n_params, agent_loss, general_loss,
+  per-source losses, wall seconds)."""
   # Imported here: rl_jax.main imports the loop.
   from rl_jax import main as main_lib  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
@@ -84,29 +95,36 @@ def run_grid(config, workdir: str, *, show_progress: bool = False) -> list[dict]
   m = config.mixing
   _, tok = build_world(config.task.n_apis, config.task.docs_only, config.task.world_seed)
   records = []
-  for width in m.widths:
-    for ratio in m.ratios:
-      out = point_dir(workdir, ratio, width)
-      path = os.path.join(out, "summary.json")
-      if not os.path.exists(path):
-        point = grid_point(config, ratio, width)
-        print(f"[mixing] p={ratio:g} d={width} -> {out}", flush=True)
-        start = time.perf_counter()
-        main_lib.run(point, out, show_progress=show_progress)
-        with open(os.path.join(out, "wall.json"), "w") as f:
-          json.dump({"wall_s": time.perf_counter() - start}, f)
-      with open(path) as f:
-        summary = json.load(f)
-      ev = summary["eval"]["pretrain"]
-      records.append(dict(
-          ratio=float(ratio), width=int(width),
-          n_params=non_embedding_params(with_width(config, width), tok.vocab_size),
-          agent_loss=ev["eval/agent_loss"], general_loss=ev["eval/general_loss"],
-          losses={k.split("/")[-1]: v for k, v in ev.items() if k.startswith("eval/loss/")},
-          wall_s=read_wall(out)))
+  for seed in grid_seeds(config):
+    for width in m.widths:
+      for ratio in m.ratios:
+        records.append(_run_point(config, workdir, ratio, width, seed, tok.vocab_size,
+                                  main_lib.run, show_progress))
   with open(os.path.join(workdir, "grid.json"), "w") as f:
     json.dump({"mixing": experiment.to_json_dict(m.to_dict()), "points": records}, f, indent=1)
   return records
+
+
+def _run_point(config, workdir, ratio, width, seed, vocab_size, run, show_progress) -> dict:
+  """Runs one grid point unless its summary.json exists; returns its record."""
+  out = point_dir(workdir, ratio, width, seed)
+  path = os.path.join(out, "summary.json")
+  if not os.path.exists(path):
+    point = grid_point(config, ratio, width, seed)
+    print(f"[mixing] p={ratio:g} d={width} seed={seed} -> {out}", flush=True)
+    start = time.perf_counter()
+    run(point, out, show_progress=show_progress)
+    with open(os.path.join(out, "wall.json"), "w") as f:
+      json.dump({"wall_s": time.perf_counter() - start}, f)
+  with open(path) as f:
+    summary = json.load(f)
+  ev = summary["eval"]["pretrain"]
+  return dict(
+      ratio=float(ratio), width=int(width), seed=int(seed),
+      n_params=non_embedding_params(with_width(config, width), vocab_size),
+      agent_loss=ev["eval/agent_loss"], general_loss=ev["eval/general_loss"],
+      losses={k.split("/")[-1]: v for k, v in ev.items() if k.startswith("eval/loss/")},
+      wall_s=read_wall(out))
 
 
 def run_study(config, workdir: str, *, show_progress: bool = False) -> dict:
