@@ -52,12 +52,17 @@ def get_config(arg=None):
   # fluency weight of the quality score; planted_frac high-value pages planted in the low tier).
   # tier / filter / labels: what the pretrain stage reads ("all", no filter: the embedder LM);
   # the report's arms set them per arm. noise: the teacher's label noise for labels="teacher".
+  # chain_addends [I]: the digits added at each step of an arithmetic chain. (1, 2, 3, 4): the
+  # proxy learns these sums within the study's budget, more of them with more arithmetic in its
+  # data (measured, one run each at 330 steps: 0.85 on the top tier, 1.00 on the low tier's
+  # depth >= 3 pages); with all ten digits it stays at chance even on arithmetic alone at 5x the
+  # budget, with (1, 2) every arm reaches 1.0 (docs/curation.md).
   c.task = config_dict.ConfigDict(dict(
       name="curation_corpus",
       corpus=dict(num_docs=12000, doc_len=96, depth_probs=(0.3, 0.25, 0.2, 0.15, 0.1),
                   code_probs=(0.6, 0.25, 0.15), timeliness_probs=(0.35, 0.2, 0.25, 0.2),
                   cultural_probs=(0.5, 0.3, 0.2), fluency_weight=0.85, planted_frac=0.05,
-                  planted_max_fluency=0.25),
+                  planted_max_fluency=0.25, chain_addends=(1, 2, 3, 4)),
       tier="all", labels="truth", labels_path="", noise=0.1, min_docs=8))
   c.task.filter = config_dict.placeholder(dict)
   c.prompt_len = 8       # unused by a pretrain-only run (no prompts)
@@ -91,12 +96,12 @@ def get_config(arg=None):
   # The two-pass search (study.curation_report): pass 1 ranks the single filters on the low
   # tier at pass1_steps (100 x 32 x 96 = 0.31M tokens, SPEC's T1), pass 2 the AND / OR of each
   # pair of the top_k that keep >= rho_min of the tier, with the baselines, at pass2_steps
-  # (330 x 32 x 96 = 1.0M tokens, SPEC's T2). top_k = 2 (one AND, one OR): what fit this
-  # session's loaded CPU next to the baselines. probes: "curation_probes" kwargs (probe counts, chain length, seed).
+  # (330 x 32 x 96 = 1.0M tokens, SPEC's T2). top_k = 3 (three pairs, an AND and an OR of
+  # each). probes: "curation_probes" kwargs (probe counts, chain length, seed).
   c.report = config_dict.ConfigDict(dict(
       name="curation_study", pass1_filters=PASS1_FILTERS,
       baselines={"fluency": FLUENCY_BASELINE}, target_tier="low", reference_tier="top",
-      top_k=2, rho_min=0.05, pass1_steps=100, pass2_steps=330,
+      top_k=3, rho_min=0.05, pass1_steps=100, pass2_steps=330,
       probes=dict(num_chains=256, num_code=256, chain_steps=4, batch_size=256,
                   probe_seed=12345)))
 

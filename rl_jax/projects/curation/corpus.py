@@ -99,13 +99,19 @@ class WorldFacts:
     return N_EPOCHS - 1
 
 
-def chain_sentence(depth: int, rng: np.random.Generator) -> list[str]:
-  """`depth` additions mod 10 with the running total written out: a + b = s , + c = s' ."""
-  a, b = (int(x) for x in rng.integers(0, 10, 2))
+ALL_DIGITS = tuple(range(10))
+
+
+def chain_sentence(depth: int, rng: np.random.Generator,
+                   addends: Sequence[int] = ALL_DIGITS) -> list[str]:
+  """`depth` additions mod 10 with the running total written out: a + b = s , + c = s' .
+  The first operand a is any digit; every added digit (b, c, ...) is one of `addends`."""
+  a = int(rng.integers(0, 10))
+  b = int(addends[int(rng.integers(0, len(addends)))])
   total = (a + b) % 10
   words = [str(a), "+", str(b), "=", str(total)]
   for _ in range(depth - 1):
-    c = int(rng.integers(0, 10))
+    c = int(addends[int(rng.integers(0, len(addends)))])
     total = (total + c) % 10
     words += [",", "+", str(c), "=", str(total)]
   return words + ["."]
@@ -186,6 +192,10 @@ class CorpusCfg:
   fluency_weight: w_f of the quality score q = w_f fluency + (1 - w_f) u.
   planted_frac: share of documents planted as high-value pages in the low tier (depth 5, two
     code snippets, evergreen facts, fluency ~ U(0, planted_max_fluency)).
+  chain_addends: the digits added at each step of an arithmetic chain (the first operand is
+    any digit). All ten: a mod-10 addition table that the 2-layer d = 64 proxy does not learn
+    even on arithmetic alone at 5x the study's budget; (1, 2): one it learns in about 250
+    steps of arithmetic alone (docs/curation.md).
   """
   num_docs: int = 12000
   doc_len: int = 96
@@ -196,8 +206,12 @@ class CorpusCfg:
   fluency_weight: float = 0.85
   planted_frac: float = 0.05
   planted_max_fluency: float = 0.25
+  chain_addends: tuple[int, ...] = ALL_DIGITS
 
   def __post_init__(self):
+    if not self.chain_addends or any(not 0 <= int(d) <= 9 for d in self.chain_addends):
+      raise ValueError(f"config task.corpus.chain_addends: expected one or more digits 0-9, got "
+                       f"{self.chain_addends}")
     for name, n in (("depth_probs", 5), ("code_probs", 3), ("timeliness_probs", 4),
                     ("cultural_probs", 3)):
       p = np.asarray(getattr(self, name), np.float64)
@@ -237,10 +251,10 @@ def artifacts_of(fluency: np.ndarray) -> np.ndarray:
 
 
 def document(attrs: dict[str, int], fluency: float, facts: WorldFacts, doc_len: int,
-             rng: np.random.Generator) -> str:
+             rng: np.random.Generator, addends: Sequence[int] = ALL_DIGITS) -> str:
   """One document's text from its attributes (module docstring)."""
   depth = attrs["reasoning_depth"] + 1
-  content = [chain_sentence(depth, rng) for _ in range(CHAINS_PER_DEPTH[depth])]
+  content = [chain_sentence(depth, rng, addends) for _ in range(CHAINS_PER_DEPTH[depth])]
   content += [code_sentence(rng) for _ in range(attrs["code"])]
   content += fact_sentences(facts, attrs["timeliness"], rng)
   region, share = attrs["region"], REGION_SHARE[attrs["cultural"]]
@@ -286,7 +300,8 @@ def generate(cfg: CorpusCfg, seed: int) -> Corpus:
   lo, hi = np.quantile(quality, [1 / 3, 2 / 3])
   tier = np.where(quality >= hi, 0, np.where(quality >= lo, 1, 2))
   texts = [document({**{k: int(v[i]) for k, v in labels.items()}, "region": int(region[i])},
-                    float(fluency[i]), facts, cfg.doc_len, rng) for i in range(n)]
+                    float(fluency[i]), facts, cfg.doc_len, rng, tuple(cfg.chain_addends))
+           for i in range(n)]
   return Corpus(texts, {k: np.asarray(v, np.int64) for k, v in labels.items()}, fluency,
                 quality, tier, planted, facts)
 

@@ -2,7 +2,8 @@
 arXiv 2606.07778: reasoning, coding, knowledge), scored teacher-forced on the proxy LM.
 
   reasoning  4-step arithmetic chains ". a + b = s , + c = s' ...": at every result slot, is the
-             argmax over the ten digits the true running total (mod 10)?
+             argmax over the ten digits the true running total (mod 10)? The added digits are
+             the corpus's `chain_addends`.
   coding     bracket snippets "code ( [ { } ] ) end": at every slot whose next token closes a
              bracket, is the argmax over the three closers the matching one?
   knowledge  ". elemK is" -> its evergreen value (argmax over values) and ". cityK mayor" -> the
@@ -46,8 +47,10 @@ class ProbeSet:
 
 
 def build_probes(tok: WordTokenizer, facts: corpus_lib.WorldFacts, *,
-                 num_chains: int, num_code: int, chain_steps: int, seed: int) -> ProbeSet:
-  """The suite from numpy seed [seed, 99] (module docstring)."""
+                 num_chains: int, num_code: int, chain_steps: int, seed: int,
+                 addends=corpus_lib.ALL_DIGITS) -> ProbeSet:
+  """The suite from numpy seed [seed, 99] (module docstring); chains add digits of `addends`
+  (the corpus's `chain_addends`)."""
   rng = np.random.default_rng([seed, 99])
   cand = [[tok.token_id(d) for d in corpus_lib.DIGITS],
           [tok.token_id(c) for c in corpus_lib.CLOSE],
@@ -57,7 +60,7 @@ def build_probes(tok: WordTokenizer, facts: corpus_lib.WorldFacts, *,
   candidates = np.asarray([c + [c[0]] * (width - len(c)) for c in cand], np.int32)
   seqs = []  # (words, {slot of the word to predict: candidate row}, group)
   for _ in range(num_chains):
-    words = ["."] + corpus_lib.chain_sentence(chain_steps, rng)
+    words = ["."] + corpus_lib.chain_sentence(chain_steps, rng, addends)
     seqs.append((words, {i: 0 for i, w in enumerate(words) if i > 0 and words[i - 1] == "="},
                  0))
   for _ in range(num_code):
@@ -123,8 +126,9 @@ def probes_evaluator(*, ctx, num_chains: int = 256, num_code: int = 256, chain_s
   chain_steps steps, num_code bracket snippets and every fact of the world; probe_seed fixes
   the probe draws (the same for every arm of a study)."""
   corpus, _ = world(ctx.seed, ctx.exp.task.get("corpus"))
+  addends = corpus_lib.CorpusCfg(**dict(ctx.exp.task.get("corpus") or {})).chain_addends
   probes = build_probes(ctx.tokenizer, corpus.facts, num_chains=num_chains, num_code=num_code,
-                        chain_steps=chain_steps, seed=probe_seed)
+                        chain_steps=chain_steps, seed=probe_seed, addends=tuple(addends))
 
   def evaluate(params, key, *, stage: str = "", kind: str = "", step: int = 0,
                final: bool = False):

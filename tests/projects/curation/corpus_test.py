@@ -128,3 +128,27 @@ def test_probe_targets(corpus):
         assert answer == f"pers{corpus.facts.mayor[-1, k]}"
       else:
         assert answer == f"val{corpus.facts.element_value[int(words[1][4:])]}"
+
+
+def test_chain_addends_restrict_the_added_digits_in_pages_and_probes():
+  """chain_addends=(1, 2): every added digit of every chain (pages and probes) is 1 or 2, the
+  first operand still any digit, the totals still the running sums mod 10; bad values refused."""
+  cfg = corpus_lib.CorpusCfg(num_docs=300, chain_addends=(1, 2))
+  small = corpus_lib.generate(cfg, seed=4)
+  firsts, added = set(), set()
+  for text in small.texts:
+    for numbers in chains(text):
+      firsts.add(numbers[0])
+      added.update([numbers[1]] + numbers[3::2])
+      totals = np.cumsum(numbers[:2] + numbers[3::2]) % 10
+      assert numbers[2::2] == totals[1:].tolist()
+  assert added == {1, 2} and len(firsts) == 10
+  tok = corpus_lib.word_tokenizer()
+  p = probes_lib.build_probes(tok, small.facts, num_chains=40, num_code=1, chain_steps=4, seed=0,
+                              addends=(1, 2))
+  for r in np.flatnonzero(p.group == 0):
+    numbers = [int(w) for w in tok.decode(p.tokens[r][p.valid[r]]).split() if w.isdigit()]
+    assert set(numbers[1:2] + numbers[3::2]) <= {1, 2}
+  for bad in ((), (3, 10)):
+    with pytest.raises(ValueError, match="chain_addends"):
+      corpus_lib.CorpusCfg(chain_addends=bad)
