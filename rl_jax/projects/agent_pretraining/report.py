@@ -110,6 +110,12 @@ def _plot_grid(points, fits, analysis, path: str) -> None:
               color=line.get_color(), label=f"d={width}")
       ax.plot([r["ratio"] for r in held], [r[loss] for r in held], "*", ms=12,
               color=line.get_color())
+    fitted_range = [r[loss] for r in points if r["ratio"] >= analysis["min_fit_ratio"]]
+    if analysis["min_fit_ratio"] > 0 and fitted_range:  # unfitted p = 0 losses can be 10x higher
+      lo, hi = min(fitted_range), max(fitted_range)
+      ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.25 * (hi - lo))
+      ax.set_title(f"p < {analysis['min_fit_ratio']:g}: not fitted, may be off the plot",
+                   fontsize=8)
     ax.axvline(analysis["p_star"], color="gray", ls="--", lw=1)
     ax.set_xlabel("agent share p")
     ax.set_ylabel(f"held-out {loss.replace('_', ' ')} (nats/token)")
