@@ -48,8 +48,7 @@ setuptools.setup(
         "importlib-resources>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5",
-                 "filelock>=3.12"],  # the test session's JAX compilation cache lock
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"],
         "hf": ["transformers>=4.51", "torch"],
         "tb": ["tensorboard>=2.15"],  # the viewer for the events every run writes
         # The PyTorch peers of bench/peers.py (HF generate, TRL's GRPOTrainer); tested with

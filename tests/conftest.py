@@ -1,26 +1,8 @@
-"""Test setup: 8 fake CPU devices (so sharding tests run anywhere), f32 matmuls, CPU only, and
-one persistent compilation cache per test session."""
-import atexit
+"""Test setup: 8 fake CPU devices (so sharding tests run anywhere), f32 matmuls, CPU only."""
 import os
-import shutil
-import tempfile
 
 # Must run before jax is imported anywhere in the test session.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# JAX's persistent compilation cache, one fresh directory per session: the first process to load
-# this file (pytest, or xdist's controller) creates it and removes it at exit; the xdist workers
-# and the subprocesses tests start inherit the variables. Tests compile many identical programs
-# (the same tiny models; the runlocal configs that notebooks and pipeline tests both run); with
-# the cache each is compiled once. A cached executable is the program XLA compiled, so bitwise
-# checks are unaffected. A maximum size turns on JAX's file lock (filelock), so concurrent
-# processes never read a half-written entry. A cache directory set by the user is kept.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  _cache_dir = tempfile.mkdtemp(prefix="rl_jax_tests_jax_cache_")
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
-  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
 _flag = "--xla_force_host_platform_device_count=8"
 if _flag not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()

@@ -64,12 +64,13 @@ def fit_grid(points: Sequence[Mapping[str, Any]], mixing, law: str | None = None
           for loss in LOSSES}
 
 
-def analyse_grid(points: Sequence[Mapping[str, Any]], mixing,
-                 law: str | None = None) -> dict[str, Any]:
-  """Averages the points over seeds (`mean_over_seeds`), fits the law (`fit_grid`), predicts the
-  held-out means; p* at `target_width` (its N read from the grid's points)."""
+def analyse_grid(points: Sequence[Mapping[str, Any]], mixing, law: str | None = None,
+                 fits=None) -> dict[str, Any]:
+  """Averages the points over seeds (`mean_over_seeds`), fits the law (`fit_grid`, unless its
+  `fits` are given), predicts the held-out means; p* at `target_width` (its N read from the
+  grid's points)."""
   kind = law or _get(mixing, "law", "per_width")
-  fits = fit_grid(points, mixing, kind)
+  fits = fits or fit_grid(points, mixing, kind)
   points = mean_over_seeds(points)
   held = float(_get(mixing, "heldout_ratio"))
   out: dict[str, Any] = {"law": kind, "heldout_ratio": held,
@@ -166,7 +167,8 @@ def grid_report(grid: Mapping[str, Any], workdir: str) -> tuple[list[str], dict[
   """The grid part of report.md and results.json (the configured law's analysis, both laws'
   held-out errors under "laws"), and mixing_law.png."""
   mixing = grid["mixing"]
-  laws = {law: analyse_grid(grid["points"], mixing, law) for law in LAWS}
+  fits = {law: fit_grid(grid["points"], mixing, law) for law in LAWS}
+  laws = {law: analyse_grid(grid["points"], mixing, law, fits[law]) for law in LAWS}
   analysis = laws[_get(mixing, "law", "per_width")]
   points = mean_over_seeds(grid["points"])
   results = dict(seed_points=grid["points"], points=points, laws=laws, **analysis)
@@ -194,8 +196,7 @@ def grid_report(grid: Mapping[str, Any], workdir: str) -> tuple[list[str], dict[
             for k, a in laws.items()]
   lines += ["", f"p* at width {analysis['target_width']}: {analysis['p_star']:.3f}", "",
             "![mixing law](mixing_law.png)", ""]
-  fits = fit_grid(grid["points"], mixing, analysis["law"])
-  _plot_grid(points, fits, analysis, os.path.join(workdir, "mixing_law.png"))
+  _plot_grid(points, fits[analysis["law"]], analysis, os.path.join(workdir, "mixing_law.png"))
   return lines, results
 
 

@@ -173,7 +173,8 @@ def test_report_shows_both_laws_and_uses_the_configured_one(tmp_path):
   joint law is not; the report's headline follows mixing.law and lists both."""
   curv = {32: -7.0, 64: -2.0, 128: -4.0}
   points = [dict(ratio=p, width=w, seed=0, n_params=n, agent_loss=0.5 + np.exp(curv[w] * p),
-                 general_loss=1.5 + 0.05 * p + 0.1 / (n / NS[0]), losses={}, wall_s=1.0)
+                 general_loss=1.5 + 0.05 * np.exp(2.0 * p) + 0.1 / (n / NS[0]), losses={},
+                 wall_s=1.0)
             for w, n in zip((32, 64, 128), NS) for p in RATIOS]
   mixing = dict(ratios=RATIOS, widths=(32, 64, 128), heldout_ratio=0.36, grid_steps=1,
                 target_width=128, agent_weight=0.5, run_stages=False, min_fit_ratio=0.1,
