@@ -56,25 +56,32 @@ def fit_law(n: Sequence[float], p: Sequence[float], loss: Sequence[float]) -> La
   f = lambda xy, c, k, t, a, alpha: law(xy[0], xy[1], c, k, t, a, alpha)
   slope = np.polyfit(p, loss, 1)[0]
   span = float(np.ptp(loss)) or 1.0
+  starts = [(float(loss.min()) - 0.1 * span, 0.5 * span * np.sign(slope or 1.0), t0, 0.3 * span,
+             0.5) for t0 in ((-3.0, -8.0, -1.0) if slope < 0 else (3.0, 8.0, 1.0))]
+  params, rms = _best_fit(f, x, loss, starts, ([-np.inf, -np.inf, -50.0, -np.inf, 0.0],
+                                               [np.inf, np.inf, 50.0, np.inf, 4.0]), "fit_law")
+  return LawFit(params, n0, rms)
+
+
+def _best_fit(f, x, y, starts, bounds, who: str) -> tuple[tuple[float, ...], float]:
+  """(params, rms) of the `curve_fit` of f(x, *params) to y with the lowest RMS residual over
+  the starts; starts that do not converge are skipped, none converging is an error."""
   best = None
-  for t0 in ((-3.0, -8.0, -1.0) if slope < 0 else (3.0, 8.0, 1.0)):
-    start = (float(loss.min()) - 0.1 * span, 0.5 * span * np.sign(slope or 1.0), t0,
-             0.3 * span, 0.5)
+  for start in starts:
     try:
-      params, _ = optimize.curve_fit(
-          f, x, loss, p0=start, maxfev=20000,
-          bounds=([-np.inf, -np.inf, -50.0, -np.inf, 0.0], [np.inf, np.inf, 50.0, np.inf, 4.0]))
+      params, _ = optimize.curve_fit(f, x, y, p0=start, maxfev=20000, bounds=bounds)
     except RuntimeError:
       continue
-    rms = float(np.sqrt(np.mean((f(x, *params) - loss) ** 2)))
-    if best is None or rms < best.rms:
-      best = LawFit(tuple(float(v) for v in params), n0, rms)
+    rms = float(np.sqrt(np.mean((f(x, *params) - y) ** 2)))
+    if best is None or rms < best[1]:
+      best = (tuple(float(v) for v in params), rms)
   if best is None:
-    raise RuntimeError("fit_law: curve_fit did not converge from any start")
+    raise RuntimeError(f"{who}: curve_fit did not converge from any start")
   return best
 
 
 MIXING_PARAM_NAMES = ("c", "k", "t")
+LAWS = ("per_width", "joint")  # config mixing.law
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +93,7 @@ class PerSizeFit:
   rms: float
 
   def predict(self, n, p):
-    n = float(np.asarray(n).reshape(-1)[0]) if np.ndim(n) else float(n)
+    n = float(np.asarray(n).reshape(-1)[0])
     if n not in self.params:
       raise ValueError(f"the per-width mixing law was fitted at N in {sorted(self.params)}, "
                        f"not at N = {n:g} (config mixing.law='per_width' does not extrapolate "
@@ -109,21 +116,10 @@ def fit_mixing(p: Sequence[float], loss: Sequence[float]) -> tuple[tuple[float, 
   f = lambda x, c, k, t: c + k * np.exp(t * x)
   span = float(np.ptp(loss)) or 1.0
   slope = np.polyfit(p, loss, 1)[0]
-  best = None
-  for t0 in (-3.0, -8.0, -1.0, 1.0, 3.0):
-    start = (float(loss.min()) - 0.1 * span, span * (1.0 if (slope < 0) == (t0 < 0) else -1.0),
-             t0)
-    try:
-      params, _ = optimize.curve_fit(f, p, loss, p0=start, maxfev=20000,
-                                     bounds=([-np.inf, -np.inf, -50.0], [np.inf, np.inf, 50.0]))
-    except RuntimeError:
-      continue
-    rms = float(np.sqrt(np.mean((f(p, *params) - loss) ** 2)))
-    if best is None or rms < best[1]:
-      best = (tuple(float(v) for v in params), rms)
-  if best is None:
-    raise RuntimeError("fit_mixing: curve_fit did not converge from any start")
-  return best
+  starts = [(float(loss.min()) - 0.1 * span, span * (1.0 if (slope < 0) == (t0 < 0) else -1.0),
+             t0) for t0 in (-3.0, -8.0, -1.0, 1.0, 3.0)]
+  return _best_fit(f, p, loss, starts, ([-np.inf, -np.inf, -50.0], [np.inf, np.inf, 50.0]),
+                   "fit_mixing")
 
 
 def fit_per_size(n: Sequence[float], p: Sequence[float], loss: Sequence[float]) -> PerSizeFit:
@@ -185,7 +181,7 @@ class MixingSection:
   law: str = "per_width"
 
   def __post_init__(self):
-    if self.law not in ("joint", "per_width"):
+    if self.law not in LAWS:
       raise ValueError(f"config mixing.law: expected 'joint' or 'per_width', got {self.law!r}")
 
 

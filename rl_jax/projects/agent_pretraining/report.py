@@ -147,7 +147,7 @@ def _fmt(v) -> str:
   return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-LAWS = ("per_width", "joint")
+LAWS = mixing_law.LAWS
 LAW_TITLES = {"joint": "L(N,p) = c + k exp(tp) + A/(N/N0)^alpha",
               "per_width": "L_N(p) = c_N + k_N exp(t_N p), fitted per width"}
 
