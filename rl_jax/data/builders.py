@@ -100,6 +100,20 @@ def text(value) -> str:
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+class LocalBuilder(tfds.core.GeneratorBasedBuilder):
+  """A builder of data that exists only locally (never on TFDS's GCS bucket).
+
+  tfds looks every unprepared builder up on its bucket when constructing it, and makes a
+  temporary directory for the files before it checks whether GCS is enabled; nothing removes
+  that directory (one empty `/tmp/tmp*tfds` per construction). Our datasets are not on the
+  bucket, so the lookup is skipped."""
+
+  def dataset_info_from_configs(self, **kwargs):
+    info = super().dataset_info_from_configs(**kwargs)
+    info.initialize_from_bucket = lambda: None  # shadows the method for this instance
+    return info
+
+
 # ------------------------------------------------------------------------------------- GSM8K
 
 
@@ -126,7 +140,7 @@ def gsm8k_files_config(train_path, test_path) -> Gsm8kConfig:
                      description="GSM8K-format JSONL files given by path")
 
 
-class Gsm8k(tfds.core.GeneratorBasedBuilder):
+class Gsm8k(LocalBuilder):
   """GSM8K (arXiv:2110.14168): records {"question", "solution", "answer"} in file order.
 
   Every line is parsed by `rl_jax.data.gsm8k.iter_gsm8k`, so a malformed line stops the build
@@ -197,7 +211,7 @@ def arithmetic_config(num_operands: int, num_digits: int, train_size: int, eval_
       eval_size=eval_size, seed=seed, description="generated sums (rl_jax.envs.arithmetic)")
 
 
-class Arithmetic(tfds.core.GeneratorBasedBuilder):
+class Arithmetic(LocalBuilder):
   """The quickstart's arithmetic world: records {"operands": int64[K]} per split ("train",
   "eval"); prompt and completion are functions of the operands (`ArithmeticTask.make_problem`)."""
   name = "rl_jax_arithmetic"

@@ -77,3 +77,18 @@ def test_gsm8k_task_reads_the_bundled_copy_offline_through_the_builder(tmp_path)
       assert problems[i].question == row["question"]
       assert problems[i].answer == row["answer"].split("####")[1].strip()
   assert (tmp_path / "rl_jax_gsm8k" / "manual" / "1.0.0").is_dir()
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "cipher"])
+def test_preparing_a_builder_leaves_no_temporary_directory(tmp_path, monkeypatch, name):
+  # tfds's GCS lookup makes a `tmp*tfds` directory per unprepared builder and never removes it;
+  # LocalBuilder skips the lookup (our datasets are not on the bucket).
+  scratch = tmp_path / "scratch"
+  scratch.mkdir()
+  monkeypatch.setattr("tempfile.tempdir", str(scratch))
+  if name == "arithmetic":
+    builders.prepare(builders.Arithmetic, tmp_path / "data",
+                     builders.arithmetic_config(2, 1, 4, 2, 0))
+  else:
+    builders.prepare(corpus.CipherCorpus, tmp_path / "data", corpus.corpus_config(0, 3, 1))
+  assert sorted(p.name for p in scratch.iterdir()) == []

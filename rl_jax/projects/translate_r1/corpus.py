@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from rl_jax.data import builders
 from rl_jax.projects.translate_r1 import world as cipher
 
 
@@ -33,7 +34,7 @@ def corpus_config(world_seed: int, num_docs: int, seed: int) -> CipherCorpusConf
                             description="CipherWorld.pretrain_corpus documents")
 
 
-class CipherCorpus(tfds.core.GeneratorBasedBuilder):
+class CipherCorpus(builders.LocalBuilder):
   """The mixed-cipher pretraining documents, one split "train", in generation order."""
   name = "rl_jax_translate_r1_cipher_corpus"
   VERSION = tfds.core.Version("1.0.0")
