@@ -58,6 +58,10 @@ def get_config(arg=None):
   # tool/malformed); None scores it as the authors' parser does (the malformed attempt is
   # dropped, the calls before it keep their credit; a fixed 0 made GRPO shorten episodes to
   # avoid malformed later calls in an earlier run, docs/tool_orchestration.md);
+  # atomic_match: the trace a call's atomic validity is scored against, "first" (the paper's
+  # code: the first step with its function) or "occurrence" (the k-th call of a function against
+  # the k-th step with it; differs only on "flights", which searches two airports, where "first"
+  # gives the right chain and a repeated origin search the same reward: docs/tool_orchestration.md);
   # weight_mode: orchestration step weights ("uniform", the paper's default); temperature 0.8
   # [I]: at 1.0 about 3/4 of the SFT policy's sampled episodes had a malformed call.
   c.rl = config_dict.ConfigDict(dict(
@@ -66,6 +70,7 @@ def get_config(arg=None):
       beta=0.0, use_kl_loss=False, temperature=0.8,
       rollout=dict(name="tool", max_calls=3, tool_tokens=16),
       scorer=dict(name="tool_orchestration", reward="graduated", weight_mode="uniform",
+                  atomic_match="first",
                   malformed_reward=config_dict.FieldReference(None, field_type=float)),
       sweep=dict(scorer=dict(reward=("graduated", "binary", "atomic", "orchestration")))))
   c.eval = config_dict.ConfigDict(dict(evaluator=dict(name="tool_orchestration"),

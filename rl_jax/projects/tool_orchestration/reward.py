@@ -6,7 +6,9 @@ dicts, in order), the (call, response) pairs (each call paired with the next unu
 after it; responses are parsed JSON), and the ground truth per step.
 
 Atomic validity, per model call c (`atomic_validity`). The ground-truth trace is that of the
-FIRST step whose function is c's name; no such step gives ast = sem = 0. Otherwise:
+FIRST step whose function is c's name (`atomic_match="first"`, the authors' code; "occurrence"
+is our correction for workflows that call one function twice, `_trace_of`); no such step gives
+ast = sem = 0. Otherwise:
   name       0.33 if c.name equals the trace's function (always, given the lookup);
   structure  0.33 * |P_c & P_gt| / |P_gt| * (type-compatible fraction over P_c & P_gt)
              (int and float are compatible, every other pair needs the same Python type, so a
@@ -48,6 +50,7 @@ _CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _RESPONSE = re.compile(r"<tool_response>(.*?)</tool_response>", re.DOTALL)
 _BFCL_STRIP = re.compile(r"[ \,\.\/\-\_\*\^]")
 WEIGHT_MODES = ("uniform", "dependency")
+ATOMIC_MATCHES = ("first", "occurrence")
 REWARDS = {"graduated": (0.5, 0.5), "atomic": (1.0, 0.0), "orchestration": (0.0, 1.0)}
 REWARD_NAMES = tuple(REWARDS) + ("binary",)
 
@@ -154,19 +157,46 @@ class AtomicResult:
   semantic: list[float]
 
 
+def _trace_of(call: Any, steps: Sequence[GroundTruthStep], seen: dict[str, int],
+              atomic_match: str) -> GroundTruthStep | None:
+  """The ground-truth step a call is scored against (None: no step has its name).
+
+  "first" (the authors' code): the first step with the call's function, for every call.
+  "occurrence": the k-th call of a function against the k-th step with that function (calls
+  past the last such step against the last). The two agree whenever each function occurs once
+  in the workflow; where one occurs twice (two airport searches), "first" scores the second
+  call against the first step's arguments, so the correct second call earns no value credit
+  and a repeat of the first call earns it (docs/tool_orchestration.md)."""
+  if not isinstance(call, dict):
+    return None
+  name = call.get("name", "")
+  candidates = [st for st in steps if st.function == name]
+  if not candidates:
+    return None
+  if atomic_match == "first":
+    return candidates[0]
+  k = seen.get(name, 0)
+  seen[name] = k + 1
+  return candidates[min(k, len(candidates) - 1)]
+
+
 def atomic_validity(calls: Sequence[Any], pairs: Sequence[tuple[Any, Any]],
-                    steps: Sequence[GroundTruthStep]) -> AtomicResult:
-  """R_atomic (module docstring) and the per-call scores."""
+                    steps: Sequence[GroundTruthStep], atomic_match: str = "first"
+                    ) -> AtomicResult:
+  """R_atomic (module docstring) and the per-call scores; `atomic_match` chooses the trace a
+  call is scored against (`_trace_of`)."""
+  if atomic_match not in ATOMIC_MATCHES:
+    raise ValueError(f"atomic_match must be one of {ATOMIC_MATCHES}, got {atomic_match!r}")
   lookup: dict[tuple[str, str], list[tuple[int, Any]]] = {}
   for i, (call, response) in enumerate(pairs):
     if isinstance(call, dict):
       lookup.setdefault(_signature(call), []).append((i, response))
   used: set[int] = set()
+  seen: dict[str, int] = {}
   res = AtomicResult(0.0, [], [], [], [])
   for call in calls:
     n = s = v = sem = 0.0
-    gt = (next((st for st in steps if st.function == call.get("name", "")), None)
-          if isinstance(call, dict) else None)
+    gt = _trace_of(call, steps, seen, atomic_match)
     if gt is not None:
       n, s, v = ast_scores(call, gt)
       response, found = None, False
@@ -240,12 +270,13 @@ def workflow_success(calls, pairs, steps) -> float:
 
 def score(calls: Sequence[Any], pairs: Sequence[tuple[Any, Any]],
           steps: Sequence[GroundTruthStep], *, reward: str = "graduated",
-          weight_mode: str = "uniform") -> dict[str, float]:
+          weight_mode: str = "uniform", atomic_match: str = "first") -> dict[str, float]:
   """The reward named `reward` ("graduated", "atomic", "orchestration", "binary") and every
-  component, as floats: reward, R_atomic, R_orch, ast parts, success, turn_accuracy."""
+  component, as floats: reward, R_atomic, R_orch, ast parts, success, turn_accuracy.
+  `atomic_match`: "first" (the paper's code) or "occurrence" (`_trace_of`)."""
   if reward not in REWARD_NAMES:
     raise ValueError(f"reward must be one of {REWARD_NAMES}, got {reward!r}")
-  atomic = atomic_validity(calls, pairs, steps)
+  atomic = atomic_validity(calls, pairs, steps, atomic_match)
   r_orch = orchestration(calls, steps, weight_mode)
   aligned = _aligned_pairs(calls, pairs)
   turns = strict_walk(calls, aligned, steps)

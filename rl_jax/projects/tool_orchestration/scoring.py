@@ -5,6 +5,10 @@ Registered as scorer "tool_orchestration":
   reward: "graduated" (0.5 R_atomic + 0.5 R_orch, the paper's), "atomic" (R_atomic alone),
           "orchestration" (R_orch alone), "binary" (1 iff the whole workflow is exactly right);
   weight_mode: the orchestration step weights, "uniform" (paper default) or "dependency";
+  atomic_match: the trace each call's atomic validity is scored against: "first" (the paper's
+          code: the first step with the call's function) or "occurrence" (the k-th call of a
+          function against the k-th step with it; equal to "first" unless a workflow calls
+          one function twice, docs/tool_orchestration.md);
   malformed_reward: the reward of an episode with a malformed call (invalid JSON, a body over
           the syntax's cap, an unknown function, a call past the budget); None scores it like
           the authors' transcript parser does: the malformed attempt is dropped if its JSON
@@ -55,28 +59,34 @@ def ledger_calls(ledger: EpisodeLedger) -> tuple[list[Any], list[tuple[Any, Any]
   return calls, pairs
 
 
-def episode_scores(item, ledger: EpisodeLedger, *, reward: str, weight_mode: str
-                   ) -> dict[str, float]:
+def episode_scores(item, ledger: EpisodeLedger, *, reward: str, weight_mode: str,
+                   atomic_match: str = "first") -> dict[str, float]:
   calls, pairs = ledger_calls(ledger)
-  return rw.score(calls, pairs, ground_truth(item), reward=reward, weight_mode=weight_mode)
+  return rw.score(calls, pairs, ground_truth(item), reward=reward, weight_mode=weight_mode,
+                  atomic_match=atomic_match)
 
 
 class OrchestrationScorer:
-  def __init__(self, reward: str, weight_mode: str, malformed_reward: float | None):
+  def __init__(self, reward: str, weight_mode: str, malformed_reward: float | None,
+               atomic_match: str = "first"):
     if reward not in rw.REWARD_NAMES:
       raise ValueError(f"config rl.scorer.reward must be one of {rw.REWARD_NAMES}, got "
                        f"{reward!r}")
     if weight_mode not in rw.WEIGHT_MODES:
       raise ValueError(f"config rl.scorer.weight_mode must be one of {rw.WEIGHT_MODES}, got "
                        f"{weight_mode!r}")
-    self.reward, self.weight_mode = reward, weight_mode
+    if atomic_match not in rw.ATOMIC_MATCHES:
+      raise ValueError(f"config rl.scorer.atomic_match must be one of {rw.ATOMIC_MATCHES}, got "
+                       f"{atomic_match!r}")
+    self.reward, self.weight_mode, self.atomic_match = reward, weight_mode, atomic_match
     self.malformed_reward = None if malformed_reward is None else float(malformed_reward)
 
   def __call__(self, problems: Sequence[Any], out) -> Scores:
     if out.episodes is None:
       raise ValueError("config rl.scorer.name='tool_orchestration' needs rl.rollout.name='tool'")
     extras = episode_extras(out.episodes)
-    rows = [episode_scores(p, e.ledger, reward=self.reward, weight_mode=self.weight_mode)
+    rows = [episode_scores(p, e.ledger, reward=self.reward, weight_mode=self.weight_mode,
+                           atomic_match=self.atomic_match)
             for p, e in zip(problems, out.episodes)]
     reward_B = np.asarray([r["reward"] for r in rows], np.float32)
     if self.malformed_reward is not None:
@@ -91,5 +101,6 @@ class OrchestrationScorer:
 @SCORERS.register("tool_orchestration")
 def orchestration_scorer(*, ctx=None, section=None, reward: str = "graduated",
                          weight_mode: str = "uniform",
-                         malformed_reward: float | None = 0.0) -> OrchestrationScorer:
-  return OrchestrationScorer(reward, weight_mode, malformed_reward)
+                         malformed_reward: float | None = 0.0,
+                         atomic_match: str = "first") -> OrchestrationScorer:
+  return OrchestrationScorer(reward, weight_mode, malformed_reward, atomic_match)

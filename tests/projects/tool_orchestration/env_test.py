@@ -188,3 +188,5 @@ def test_scorer_config_errors():
     scoring.orchestration_scorer(reward="dense")
   with pytest.raises(ValueError, match="weight_mode"):
     scoring.orchestration_scorer(weight_mode="x")
+  with pytest.raises(ValueError, match="rl.scorer.atomic_match must be one of"):
+    scoring.orchestration_scorer(atomic_match="x")

@@ -34,9 +34,9 @@ def chain(*pairs):
   return "".join(call(*c) + (resp(r) if r is not None else "") for c, r in pairs) + "<done>"
 
 
-def scores(text, steps=GT, reward="graduated"):
+def scores(text, steps=GT, reward="graduated", atomic_match="first"):
   calls, pairs = rw.extract_calls_and_responses(text)
-  return rw.score(calls, pairs, steps, reward=reward)
+  return rw.score(calls, pairs, steps, reward=reward, atomic_match=atomic_match)
 
 
 CASES = {
@@ -157,6 +157,46 @@ def test_atomic_uses_first_step_with_that_function():
   assert s["R_atomic"] == pytest.approx(0.943333, abs=1e-6)
   assert s["reward"] == pytest.approx(0.971667, abs=1e-6)
   assert s["success"] == 1.0  # the strict walk matches the second step at p1
+
+
+AIRPORTS = [rw.GroundTruthStep("search_airport", {"query": "rome"}),
+            rw.GroundTruthStep("search_airport", {"query": "oslo"}),
+            rw.GroundTruthStep("search_flights", {"from_id": "A2", "to_id": "A3", "day": 1},
+                               (0, 1))]
+ROME, OSLO = ("search_airport", {"query": "rome"}), ("search_airport", {"query": "oslo"})
+FLIGHT = ("search_flights", {"from_id": "A2", "to_id": "A3", "day": 1})
+ROME_TWICE = ("search_flights", {"from_id": "A2", "to_id": "A2", "day": 1})
+
+
+def test_first_match_cannot_tell_the_right_chain_from_a_repeated_origin():
+  """The authors' lookup gives the correct chain and one that searches the origin twice (then
+  books rome -> rome) the same reward; "occurrence" scores the second airport call against
+  the second step and separates them."""
+  right = chain((ROME, OK), (OSLO, OK), (FLIGHT, OK))
+  repeat = chain((ROME, OK), (ROME, OK), (ROME_TWICE, OK))
+  # first: right (1 + 0.83 + 1) / 3; repeat: rome twice exact (1, 1), flights with a wrong
+  # to_id 0.66 -> (1 + 1 + 0.83) / 3: both R_atomic 0.943333, R_orch 1, R 0.971667.
+  assert scores(right, AIRPORTS)["reward"] == pytest.approx(0.971667, abs=1e-6)
+  assert scores(repeat, AIRPORTS)["reward"] == pytest.approx(0.971667, abs=1e-6)
+  assert (scores(right, AIRPORTS)["success"], scores(repeat, AIRPORTS)["success"]) == (1.0, 0.0)
+  # occurrence: right is exact everywhere: R 1. repeat: rome against step 0 (1), rome against
+  # step 1 (oslo: name 0.33 + structure 0.33 -> 0.66, sem 1 -> 0.83), flights 0.83;
+  # R_atomic (1 + 0.83 + 0.83) / 3 = 0.886667; R = 0.443333 + 0.5 = 0.943333.
+  assert scores(right, AIRPORTS, atomic_match="occurrence")["reward"] == pytest.approx(1.0)
+  s = scores(repeat, AIRPORTS, atomic_match="occurrence")
+  assert s["R_atomic"] == pytest.approx(0.886667, abs=1e-6)
+  assert s["reward"] == pytest.approx(0.943333, abs=1e-6)
+  # A third airport call (oslo again) is scored against the last airport step: exact.
+  extra = chain((ROME, OK), (OSLO, OK), (OSLO, OK), (FLIGHT, OK))
+  assert scores(extra, AIRPORTS, atomic_match="occurrence")["R_atomic"] == pytest.approx(1.0)
+  with pytest.raises(ValueError, match="atomic_match must be one of"):
+    scores(right, AIRPORTS, atomic_match="last")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_occurrence_equals_first_when_each_function_occurs_once(name):
+  text = CASES[name][0]
+  assert scores(text, atomic_match="occurrence") == scores(text)
 
 
 def test_ablations_and_binary():
