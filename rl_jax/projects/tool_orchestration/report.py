@@ -2,14 +2,17 @@
 RL sweep) on the held-out workflows, as report.md / results.json and success.png in the
 workdir (docs/tool_orchestration.md). Registered as report "tool_orchestration".
 
-    python -m rl_jax.projects.tool_orchestration.report WORKDIR
+    python -m rl_jax.projects.tool_orchestration.report WORKDIR [WORKDIR ...]
+
+With several workdirs (runs of other seeds, or other arms of the same seed), `seeds` also prints
+every policy's success per seed and the pooled paired comparisons of `COMPARE`.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,8 +24,80 @@ COLUMNS = ("success", "turn_accuracy", "graduated", "R_atomic", "R_orch", "calls
 
 
 def policy_name(stage: dict) -> str:
-  reward = stage.get("section", {}).get("scorer", {}).get("reward")
-  return f"{stage['name']} ({reward})" if stage["kind"] == "rl" and reward else stage["name"]
+  """The stage name, with the reward arm of an RL stage and its atomic_match where it is not
+  the paper's ("first")."""
+  scorer = stage.get("section", {}).get("scorer", {})
+  reward = scorer.get("reward")
+  if stage["kind"] != "rl" or not reward:
+    return stage["name"]
+  match = scorer.get("atomic_match", "first")
+  return f"{stage['name']} ({reward}" + ("" if match == "first" else f", {match}") + ")"
+
+
+def arm_name(stage: dict) -> str:
+  """A policy's name across runs: "sft", or the reward arm ("graduated", "binary", ...) with
+  ":occurrence" where the atomic match is not the paper's."""
+  scorer = stage.get("section", {}).get("scorer", {})
+  if stage["kind"] != "rl" or not scorer.get("reward"):
+    return stage["name"]
+  match = scorer.get("atomic_match", "first")
+  return scorer["reward"] + ("" if match == "first" else f":{match}")
+
+
+# (a, b) pairs `seeds` compares per held-out workflow (where both arms ran).
+COMPARE = (("graduated", "binary"), ("graduated:occurrence", "binary"),
+           ("graduated:occurrence", "graduated"), ("graduated", "sft"), ("binary", "sft"),
+           ("graduated:occurrence", "sft"))
+
+
+def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
+  """Workflow success per arm (`arm_name`) and seed, and paired comparisons pooled over seeds.
+
+  Workdirs of the same seed share their held-out workflows (the task is drawn from the seed),
+  so arms of one seed may come from separate runs; an arm found twice for a seed (the SFT of
+  two runs of the same seed) must give the same records. A pair (a, b) of `COMPARE` counts, on
+  the workflows of every seed where both ran, those only a solves and those only b solves, with
+  a two-sided sign test on them. Returns {"per_seed": {arm: {seed: success}}, "pairs":
+  {"a vs b": {"a_only", "b_only", "n", "p"}}} and prints them."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  solved: dict[str, dict[int, list[bool]]] = {}
+  for workdir in workdirs:
+    with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+      seed = int(json.load(f)["seed"])
+    plan = {st["name"]: st for st in run_results.stage_plan(workdir)}
+    for name, saved in run_results.saved_evals(workdir).items():
+      arm = arm_name(plan[name])
+      rows = [bool(r["success"]) for r in saved["records"][name]]
+      if seed in solved.get(arm, {}) and solved[arm][seed] != rows:
+        raise ValueError(f"tool_orchestration seeds: arm {arm!r} of seed {seed} differs between "
+                         f"workdirs ({workdir}); expected one result per arm and seed")
+      solved.setdefault(arm, {})[seed] = rows
+  per_seed = {arm: {s: float(np.mean(r)) for s, r in sorted(by.items())}
+              for arm, by in solved.items()}
+  pairs = {}
+  for a, b in COMPARE:
+    common = sorted(set(solved.get(a, {})) & set(solved.get(b, {})))
+    if not common:
+      continue
+    a_only = sum(x and not y for s in common for x, y in zip(solved[a][s], solved[b][s]))
+    b_only = sum(y and not x for s in common for x, y in zip(solved[a][s], solved[b][s]))
+    n = sum(len(solved[a][s]) for s in common)
+    p = stats.binomtest(a_only, a_only + b_only).pvalue if a_only + b_only else 1.0
+    pairs[f"{a} vs {b}"] = {"a_only": a_only, "b_only": b_only, "n": n, "seeds": common,
+                            "a": sum(sum(solved[a][s]) for s in common),
+                            "b": sum(sum(solved[b][s]) for s in common), "p": float(p)}
+  all_seeds = sorted({s for by in per_seed.values() for s in by})
+  lines = ["| arm | " + " | ".join(f"seed {s}" for s in all_seeds) + " | mean |",
+           "|---" * (len(all_seeds) + 2) + "|"]
+  for arm, by in per_seed.items():
+    lines.append(f"| {arm} | " + " | ".join(fmt(by.get(s)) for s in all_seeds)
+                 + f" | {np.mean(list(by.values())):.3f} |")
+  lines += ["", "| pair (a vs b) | seeds | solved a / b | only a / only b | sign test p |",
+            "|---|---|---|---|---|"]
+  lines += [f"| {k} | {len(v['seeds'])} | {v['a']} / {v['b']} of {v['n']} | {v['a_only']} / "
+            f"{v['b_only']} | {v['p']:.3f} |" for k, v in pairs.items()]
+  print("\n".join(lines))
+  return {"per_seed": per_seed, "pairs": pairs}
 
 
 def load_rows(workdir: str) -> list[dict[str, Any]]:
@@ -87,3 +162,6 @@ def write_report(workdir: str, *, plot_png: bool = True) -> dict[str, Any]:
 
 if __name__ == "__main__":
   report_main("tool_orchestration", sys.argv[1:])
+  if len(sys.argv) > 2:
+    from rl_jax.projects.tool_orchestration import report as registered  # pylint: disable=g-import-not-at-top
+    registered.seeds(sys.argv[1:])
