@@ -50,7 +50,7 @@ from rl_jax.algorithms.heapa_pool import (
     REFRESH_MODES, SAMPLING_MODES, child_estimate, new_record, pool_boundary, pool_init,
     pool_insert, pool_reinsert_archive, pool_rewards, pool_sample, pool_size,
     pool_record)
-from rl_jax.data.prompt_sources import PROMPT_SOURCES, stage_id
+from rl_jax.data.prompt_sources import PROMPT_SOURCES, prompt_pool, stage_id
 from rl_jax.registry import Registry
 
 AUGMENTERS: Registry = Registry("heapa augmenter")
@@ -159,10 +159,8 @@ class HeapaSource:
                refresh_mix: float, augmenter, validator, num_per_prompt: int,
                difficulty_range: tuple[float, float], validator_threads: int,
                histogram_bins: int, reward_range: tuple[float, float],
-               augment_band: tuple[float, float] | None = None):
-    self.problems = list(ctx.task.train)
-    if not self.problems:
-      raise ValueError(f"prompt source heapa: task {ctx.task.name!r} has no train problems")
+               augment_band: tuple[float, float] | None = None, pool_size: int = 0):
+    self.problems = prompt_pool(ctx, stage, pool_size, f"{stage}.prompt_source")
     self.seed, self.stage_id = ctx.seed, stage_id(stage)
     self.max_pool_size, self.mode = max_pool_size, sampling_mode
     self.low_fraction, self.moves = low_fraction, rebalance_moves
@@ -320,10 +318,14 @@ def heapa_source(*, ctx, stage: str, max_pool_size: int = 4096,
                  validator: Mapping | None = None, num_per_prompt: int = 1,
                  difficulty_range: Sequence[float] = (0.75, 1.33), validator_threads: int = 1,
                  histogram_bins: int = 10, reward_range: Sequence[float] = (0.0, 1.0),
-                 augment_band: Sequence[float] | None = None) -> HeapaSource:
-  """HeaPA pool (docs/heapa.md). The pool starts with every train problem unscored in the cold
+                 augment_band: Sequence[float] | None = None,
+                 pool_size: int = 0) -> HeapaSource:
+  """HeaPA pool (docs/heapa.md). The pool starts with every seed problem unscored in the cold
   FIFO, in a permutation seeded by [seed, stage] (the authors' init_mode=uniform; the first
-  max_pool_size of them if the train set is larger). Config keys:
+  max_pool_size of them if there are more). Config keys:
+
+  pool_size: the seed problems, 0 = task.train, N = N problems drawn once from the task's RL
+    sampler (`rl_jax.data.prompt_sources.prompt_pool`);
 
   max_pool_size: most records in the pool (the archive is not counted); sampling_mode:
     "medium_only" (the k of 2k items nearest the boundary) | "mixed_easy_medium" (half from the
@@ -375,4 +377,5 @@ def heapa_source(*, ctx, stage: str, max_pool_size: int = 4096,
                      difficulty_range=tuple(difficulty_range),
                      validator_threads=validator_threads, histogram_bins=histogram_bins,
                      reward_range=tuple(reward_range),
-                     augment_band=None if augment_band is None else tuple(augment_band))
+                     augment_band=None if augment_band is None else tuple(augment_band),
+                     pool_size=pool_size)

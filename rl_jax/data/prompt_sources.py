@@ -12,8 +12,9 @@ process holds the same state (the SPMD host loop), so nothing needs sharding. `o
 every drawn prompt's per-sample rewards after the rollout (dynamic sampling's rejected draws
 too), which is where a stateful pool learns.
 
-Registered: "task" (stateless, the task's `sample_rl`), "epochs" (passes over `task.train`
-without replacement), "retire_solved" (epochs that retire prompts every sample of which was
+Registered: "task" (stateless, the task's `sample_rl`), "epochs" (passes over a fixed prompt
+set without replacement: `task.train`, or with `pool_size` a set drawn once from the task's RL
+sampler, `prompt_pool`), "retire_solved" (epochs that retire prompts every sample of which was
 correct `retire_after` visits in a row), "heapa" (HeaPA's heap pool with on-policy augmentation,
 `rl_jax.algorithms.heapa`, registered by the import at the end of this module).
 
@@ -49,6 +50,36 @@ class PromptSource(Protocol):
               group_size: int) -> dict: ...
 
 
+# The numpy stream of a drawn prompt pool: [seed, stage, POOL_STREAM] (the step streams are
+# [seed, stage, step, draw] and the epoch orders [seed, stage, epoch]; numpy pads a shorter
+# seed with zeros, so a tag far above any step or epoch keeps the pool's stream apart).
+POOL_STREAM = 0x706F6F6C
+
+
+def prompt_pool(ctx, stage: str, pool_size: int, where: str) -> list[Any]:
+  """The fixed prompts of a pool source (epochs, retire_solved, heapa).
+
+  pool_size 0: `task.train` (for most tasks also the SFT demonstrations). pool_size N > 0: N
+  problems drawn once from the task's own RL sampler (`TaskData.rl_sampler`: for arithmetic,
+  fresh sums, never held-out ones) with rng [seed, stage, POOL_STREAM]: the same set at every
+  start and resume, and prompts the SFT stage never showed worked solutions for, as an RL
+  dataset is in the papers (HeaPA: DAPO-Math after an instruct model's SFT; docs/heapa.md)."""
+  task = ctx.task
+  if pool_size < 0:
+    raise ValueError(f"config {where}.pool_size must be >= 0, got {pool_size}")
+  if not pool_size:
+    problems = list(task.train)
+    if not problems:
+      raise ValueError(f"config {where}: task {task.name!r} has no train problems (set "
+                       "pool_size to draw a pool from its RL sampler)")
+    return problems
+  if getattr(task, "rl_sampler", None) is None:
+    raise ValueError(f"config {where}.pool_size={pool_size}: task {task.name!r} has no RL "
+                     "sampler of its own (its sample_rl redraws task.train); use pool_size=0")
+  return list(task.sample_rl(pool_size, np.random.default_rng(
+      [ctx.seed, stage_id(stage), POOL_STREAM])))
+
+
 class TaskSource:
   """Fresh problems from the task (`TaskData.sample_rl`) with rng [seed, stage, step, draw]."""
 
@@ -67,14 +98,12 @@ class TaskSource:
 
 
 class EpochSource:
-  """Passes over `task.train` without replacement; epoch e is the permutation drawn from
-  [seed, stage, e]. State: {"epoch", "offset", "last": indices of the last draw} plus what
-  subclasses keep."""
+  """Passes over a fixed prompt set (`prompt_pool`) without replacement; epoch e is the
+  permutation drawn from [seed, stage, e]. State: {"epoch", "offset", "last": indices of the
+  last draw} plus what subclasses keep."""
 
-  def __init__(self, ctx, stage: str):
-    self.problems = list(ctx.task.train)
-    if not self.problems:
-      raise ValueError(f"prompt source: task {ctx.task.name!r} has no train problems")
+  def __init__(self, ctx, stage: str, pool_size: int = 0):
+    self.problems = prompt_pool(ctx, stage, pool_size, f"{stage}.prompt_source")
     self.seed, self.stage_id = ctx.seed, stage_id(stage)
 
   def init_state(self) -> dict:
@@ -122,8 +151,8 @@ class RetireSolvedSource(EpochSource):
   `threshold` on `retire_after` consecutive visits: the budget goes to prompts that still
   teach (a zero-variance all-correct group adds no gradient to GRPO-family losses)."""
 
-  def __init__(self, ctx, stage: str, retire_after: int, threshold: float):
-    super().__init__(ctx, stage)
+  def __init__(self, ctx, stage: str, retire_after: int, threshold: float, pool_size: int = 0):
+    super().__init__(ctx, stage, pool_size)
     if retire_after < 1:
       raise ValueError(f"prompt_source.retire_after must be >= 1, got {retire_after}")
     self.retire_after, self.threshold = retire_after, threshold
@@ -158,14 +187,16 @@ def task_source(*, ctx, stage: str) -> TaskSource:
 
 
 @PROMPT_SOURCES.register("epochs")
-def epoch_source(*, ctx, stage: str) -> EpochSource:
-  return EpochSource(ctx, stage)
+def epoch_source(*, ctx, stage: str, pool_size: int = 0) -> EpochSource:
+  """pool_size: 0 = task.train, N = N prompts drawn once from the task's RL sampler
+  (`prompt_pool`)."""
+  return EpochSource(ctx, stage, pool_size)
 
 
 @PROMPT_SOURCES.register("retire_solved")
-def retire_solved_source(*, ctx, stage: str, retire_after: int = 2,
-                         threshold: float = 1.0) -> RetireSolvedSource:
-  return RetireSolvedSource(ctx, stage, retire_after, threshold)
+def retire_solved_source(*, ctx, stage: str, retire_after: int = 2, threshold: float = 1.0,
+                         pool_size: int = 0) -> RetireSolvedSource:
+  return RetireSolvedSource(ctx, stage, retire_after, threshold, pool_size)
 
 
 # Imported last: heapa imports this module's registry (registers "heapa").

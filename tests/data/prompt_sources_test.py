@@ -12,8 +12,9 @@ SEED = 7
 RL_ID = zlib.crc32(b"rl") & 0x7FFFFFFF  # the stage id of "rl" (a CRC-32 of the name)
 
 
-def _ctx(problems, sample_rl=None):
-  task = types.SimpleNamespace(name="toy", train=list(problems), sample_rl=sample_rl)
+def _ctx(problems, sample_rl=None, rl_sampler=None):
+  task = types.SimpleNamespace(name="toy", train=list(problems), sample_rl=sample_rl,
+                               rl_sampler=rl_sampler)
   return types.SimpleNamespace(task=task, seed=SEED)
 
 
@@ -134,6 +135,35 @@ def test_too_few_eligible_prompts_is_a_clear_error():
   # One prompt a step still works, always the one left.
   left = (set(problems) - set(batch)).pop()
   assert source.sample(state, 1, 1, 0)[0] == [left]
+
+
+def test_a_drawn_pool_is_fixed_fresh_problems_from_the_rl_sampler():
+  calls = []
+
+  def sampler(n, rng):
+    calls.append(n)
+    return [f"fresh{v}" for v in rng.integers(0, 10**6, size=n)]
+
+  spec = {"name": "epochs", "pool_size": 6}
+  source = _build(spec, ["train0", "train1"], sample_rl=sampler, rl_sampler=sampler)
+  # Drawn once, with the pool's own stream [seed, stage, POOL_STREAM] (not a step's).
+  want = [f"fresh{v}" for v in np.random.default_rng([SEED, RL_ID, 0x706F6F6C]).integers(
+      0, 10**6, size=6)]
+  assert source.problems == want and calls == [6]
+  state, drawn = source.init_state(), []
+  for step in range(3):
+    batch, state = source.sample(state, 4, step, 0)
+    drawn += batch
+  assert sorted(drawn[:6]) == sorted(want) and set(drawn) == set(want)  # epochs over the pool
+  # Rebuilt (a resume): the same pool.
+  assert _build(spec, ["train0"], sample_rl=sampler, rl_sampler=sampler).problems == want
+  heap = _build({"name": "heapa", "max_pool_size": 8, "pool_size": 6}, ["t"],
+                sample_rl=sampler, rl_sampler=sampler)
+  assert heap.problems == want
+  with pytest.raises(ValueError, match=r"pool_size=3: task 'toy' has no RL sampler"):
+    _build({"name": "epochs", "pool_size": 3}, ["a"])
+  with pytest.raises(ValueError, match="pool_size must be >= 0"):
+    _build({"name": "retire_solved", "pool_size": -1}, ["a"])
 
 
 def test_config_errors():
