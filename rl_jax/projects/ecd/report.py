@@ -22,6 +22,7 @@ import numpy as np
 
 from rl_jax.eval import figures, run_results
 from rl_jax.eval.hooks import register_report, report_main
+from rl_jax.eval.paired import paired_bootstrap
 from rl_jax.projects.ecd import evaluation
 
 ARM_NAMES = {"sft": "SFT", "preference_negatives=random": "DPO-random",
@@ -37,15 +38,6 @@ def load_arms(workdir: str) -> dict[str, list[dict[str, Any]]]:
     raise ValueError(f"ECD report: no eval records under {workdir}/eval (run with "
                      "eval.evaluator={'name': 'ecd'} and eval.at_stage_end=True)")
   return arms
-
-
-def paired_bootstrap(a_strict, b_strict, *, n: int = 2000, seed: int = 0):
-  """Mean of a - b (per instruction, 0/1) and its 95% percentile interval over resamples of
-  the instructions (paired: both arms answer the same instructions)."""
-  d = np.asarray(a_strict, float) - np.asarray(b_strict, float)
-  rng = np.random.default_rng(seed)
-  means = d[rng.integers(0, len(d), (n, len(d)))].mean(axis=1)
-  return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def compare(arms, a: str, b: str, levels) -> dict[str, list[float]]:

@@ -3,7 +3,10 @@ of the RL sweep) with the held-out key-point recall and the arm's reward signal 
 training, as report.md / results.json and recall.png in the workdir. Registered as report
 "qubric".
 
-    python -m rl_jax.projects.qubric.report WORKDIR
+    python -m rl_jax.projects.qubric.report WORKDIR [WORKDIR ...]
+
+With several workdirs (runs of other seeds), `seeds` also prints held-out recall per arm and
+seed and the paired differences of `COMPARE` pooled over every seed's held-out answers.
 
 Signal columns (means over the arm's RL steps, from metrics.jsonl): reward_mean, reward_std
 (within the step's batch), zero_var_groups (fraction of groups whose G rewards are equal: no
@@ -16,11 +19,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from rl_jax.eval import figures, run_results
+from rl_jax.eval import figures, paired, run_results
 from rl_jax.eval.hooks import register_report, report_main
 
 EVAL_COLUMNS = ("recall", "precision", "wrong", "statements")
@@ -99,6 +102,41 @@ def plot(rows, curve, path: str) -> None:
   figures.save(fig, path, dpi=110)
 
 
+# (a, b) pairs `seeds` compares (policy names of `policy_name`).
+COMPARE = (("rl (full)", "rl (original_generic)"), ("rl (full)", "sft"),
+           ("rl (original_generic)", "sft"), ("rl (fabricated)", "sft"))
+
+
+def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
+  """Held-out key-point recall per policy and workdir, and for each pair of `COMPARE` the mean
+  per-answer recall difference a - b with its paired bootstrap interval, pooled over the
+  workdirs' answers (pairs stay within a workdir: every policy of a run answers the same
+  held-out entity x scenario prompts). Returns {"per_seed": {policy: [recall per workdir]},
+  "pooled": {"a - b": [mean, lo, hi]}} and prints them."""
+  per_seed: dict[str, list[float]] = {}
+  pooled: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+  for workdir in workdirs:
+    plan = {st["name"]: st for st in run_results.stage_plan(workdir)}
+    answers = {policy_name(plan[name]): [r["recall"] for r in saved["records"][name]]
+               for name, saved in run_results.saved_evals(workdir).items()}
+    for policy, recalls in answers.items():
+      per_seed.setdefault(policy, []).append(float(np.mean(recalls)))
+    for a, b in COMPARE:
+      if a in answers and b in answers:
+        xs, ys = pooled.setdefault((a, b), ([], []))
+        xs.extend(answers[a])
+        ys.extend(answers[b])
+  out = {f"{a} - {b}": list(paired.paired_bootstrap(xs, ys, seed=i))
+         for i, ((a, b), (xs, ys)) in enumerate(pooled.items())}
+  lines = [f"Held-out recall over {len(list(workdirs))} runs:", ""]
+  lines += [f"- {policy}: " + " / ".join(f"{v:.3f}" for v in vals) + f" (mean {np.mean(vals):.3f})"
+            for policy, vals in per_seed.items()]
+  lines += ["", "Pooled paired differences of per-answer recall (95% bootstrap interval):", ""]
+  lines += [f"- {k}: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for k, (d, lo, hi) in out.items()]
+  print("\n".join(lines))
+  return {"per_seed": per_seed, "pooled": out}
+
+
 @register_report("qubric", __name__)
 def qubric_report(workdir: str, plot_png: bool = True) -> list[dict[str, Any]]:
   """Writes report.md, results.json and (plot_png) recall.png into the workdir."""
@@ -116,3 +154,6 @@ def qubric_report(workdir: str, plot_png: bool = True) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
   report_main("qubric", sys.argv[1:])
+  if len(sys.argv) > 2:
+    from rl_jax.projects.qubric import report as registered  # pylint: disable=g-import-not-at-top
+    registered.seeds(sys.argv[1:])

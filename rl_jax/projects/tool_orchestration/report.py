@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rl_jax.eval import figures, run_results
+from rl_jax.eval import figures, paired, run_results
 from rl_jax.eval.hooks import register_report, report_main
 
 COLUMNS = ("success", "turn_accuracy", "graduated", "R_atomic", "R_orch", "calls_per_episode",
@@ -59,7 +59,6 @@ def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
   the workflows of every seed where both ran, those only a solves and those only b solves, with
   a two-sided sign test on them. Returns {"per_seed": {arm: {seed: success}}, "pairs":
   {"a vs b": {"a_only", "b_only", "n", "p"}}} and prints them."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
   solved: dict[str, dict[int, list[bool]]] = {}
   for workdir in workdirs:
     with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
@@ -82,7 +81,7 @@ def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
     a_only = sum(x and not y for s in common for x, y in zip(solved[a][s], solved[b][s]))
     b_only = sum(y and not x for s in common for x, y in zip(solved[a][s], solved[b][s]))
     n = sum(len(solved[a][s]) for s in common)
-    p = stats.binomtest(a_only, a_only + b_only).pvalue if a_only + b_only else 1.0
+    p = paired.sign_test(a_only, b_only)
     pairs[f"{a} vs {b}"] = {"a_only": a_only, "b_only": b_only, "n": n, "seeds": common,
                             "a": sum(sum(solved[a][s]) for s in common),
                             "b": sum(sum(solved[b][s]) for s in common), "p": float(p)}
