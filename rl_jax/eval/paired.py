@@ -3,7 +3,7 @@ reports: the mean difference with a percentile bootstrap interval over items, an
 sign test on the items only one policy gets right."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -28,3 +28,17 @@ def sign_test(a_only: int, b_only: int) -> float:
     return 1.0
   from scipy import stats  # pylint: disable=g-import-not-at-top
   return float(stats.binomtest(a_only, a_only + b_only).pvalue)
+
+
+def seeds_summary(title: str, per_seed: Mapping[str, Sequence[float]],
+                  pooled: Mapping[str, Sequence[float]], pooled_title: str,
+                  digits: int = 3) -> str:
+  """The text the reports' `seeds` print: one line per arm with its value per run and mean,
+  then one line per pooled pair `paired_bootstrap` gave (mean [lo, hi])."""
+  lines = [title, ""]
+  lines += [f"- {arm}: " + " / ".join(f"{v:.3f}" for v in vals) + f" (mean {np.mean(vals):.3f})"
+            for arm, vals in per_seed.items()]
+  lines += ["", pooled_title, ""]
+  lines += [f"- {name}: {d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+            for name, (d, lo, hi) in pooled.items()]
+  return "\n".join(lines)

@@ -22,7 +22,7 @@ import numpy as np
 
 from rl_jax.eval import figures, run_results
 from rl_jax.eval.hooks import register_report, report_main
-from rl_jax.eval.paired import paired_bootstrap
+from rl_jax.eval.paired import paired_bootstrap, seeds_summary
 from rl_jax.projects.ecd import evaluation
 
 ARM_NAMES = {"sft": "SFT", "preference_negatives=random": "DPO-random",
@@ -119,12 +119,8 @@ def seeds(workdirs) -> dict[str, Any]:
         raise ValueError(f"ECD seeds: arm {a!r} is in {len(per_seed[a])} workdirs, {b!r} in "
                          f"{len(per_seed[b])}; every workdir needs both")
       pooled[f"{a} - {b}"] = list(paired_bootstrap(pooled_strict[a], pooled_strict[b], seed=i))
-  lines = [f"Strict accuracy at levels >= 3 over {len(list(workdirs))} seeds:", ""]
-  lines += [f"- {arm}: " + " / ".join(f"{v:.3f}" for v in accs) + f" (mean {np.mean(accs):.3f})"
-            for arm, accs in per_seed.items()]
-  lines += ["", "Pooled paired differences (95% bootstrap interval):", ""]
-  lines += [f"- {name}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for name, (d, lo, hi) in pooled.items()]
-  print("\n".join(lines))
+  print(seeds_summary(f"Strict accuracy at levels >= 3 over {len(list(workdirs))} seeds:",
+                      per_seed, pooled, "Pooled paired differences (95% bootstrap interval):"))
   return {"per_seed": per_seed, "pooled": pooled}
 
 

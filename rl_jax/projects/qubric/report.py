@@ -128,12 +128,9 @@ def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
         ys.extend(answers[b])
   out = {f"{a} - {b}": list(paired.paired_bootstrap(xs, ys, seed=i))
          for i, ((a, b), (xs, ys)) in enumerate(pooled.items())}
-  lines = [f"Held-out recall over {len(list(workdirs))} runs:", ""]
-  lines += [f"- {policy}: " + " / ".join(f"{v:.3f}" for v in vals) + f" (mean {np.mean(vals):.3f})"
-            for policy, vals in per_seed.items()]
-  lines += ["", "Pooled paired differences of per-answer recall (95% bootstrap interval):", ""]
-  lines += [f"- {k}: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for k, (d, lo, hi) in out.items()]
-  print("\n".join(lines))
+  print(paired.seeds_summary(
+      f"Held-out recall over {len(list(workdirs))} runs:", per_seed, out,
+      "Pooled paired differences of per-answer recall (95% bootstrap interval):", digits=4))
   return {"per_seed": per_seed, "pooled": out}
 
 
