@@ -23,25 +23,32 @@ COLUMNS = ("success", "turn_accuracy", "graduated", "R_atomic", "R_orch", "calls
            "malformed", "err_name", "err_params", "err_values")
 
 
+def _rl_arm(stage: dict) -> tuple[str, str] | None:
+  """(reward, atomic_match) of an RL stage with a scorer reward; None for any other stage."""
+  scorer = stage.get("section", {}).get("scorer", {})
+  if stage["kind"] != "rl" or not scorer.get("reward"):
+    return None
+  return scorer["reward"], scorer.get("atomic_match", "first")
+
+
 def policy_name(stage: dict) -> str:
   """The stage name, with the reward arm of an RL stage and its atomic_match where it is not
   the paper's ("first")."""
-  scorer = stage.get("section", {}).get("scorer", {})
-  reward = scorer.get("reward")
-  if stage["kind"] != "rl" or not reward:
+  arm = _rl_arm(stage)
+  if arm is None:
     return stage["name"]
-  match = scorer.get("atomic_match", "first")
+  reward, match = arm
   return f"{stage['name']} ({reward}" + ("" if match == "first" else f", {match}") + ")"
 
 
 def arm_name(stage: dict) -> str:
   """A policy's name across runs: "sft", or the reward arm ("graduated", "binary", ...) with
   ":occurrence" where the atomic match is not the paper's."""
-  scorer = stage.get("section", {}).get("scorer", {})
-  if stage["kind"] != "rl" or not scorer.get("reward"):
+  arm = _rl_arm(stage)
+  if arm is None:
     return stage["name"]
-  match = scorer.get("atomic_match", "first")
-  return scorer["reward"] + ("" if match == "first" else f":{match}")
+  reward, match = arm
+  return reward + ("" if match == "first" else f":{match}")
 
 
 # (a, b) pairs `seeds` compares per held-out workflow (where both arms ran).
