@@ -96,6 +96,28 @@ def rope(x_BxTxNxH, positions_BxT, theta: float):
   return out.astype(x_BxTxNxH.dtype)
 
 
+def _one_query_attention(q_BxKxRxH, keys_BxKxHxS, values_BxKxSxH, mask_BxS,
+                         cfg: ModelConfig) -> jax.Array:
+  """softmax(q k^T / sqrt(H)) v for one query per row (a decode step); returns [B, 1, N*H].
+
+  The keys lie as [B, K, H, S] and the values as [B, K, S, H], so both products reduce over a
+  non-minor axis and XLA CPU vectorises them along the minor one (S for the scores, H for the
+  output): each buffer is read once, in place. With the prefill layout [B, S, K, H], XLA CPU
+  first copied every layer's keys and values to [B, K, S, H] on every decode step and then ran
+  B*K tiny matmuls, 2.5-3x slower per layer (docs/benchmarks.md).
+  """
+  b = q_BxKxRxH.shape[0]
+  q = q_BxKxRxH.astype(jnp.float32)
+  scores_BxKxRxS = jnp.sum(q[..., None] * keys_BxKxHxS.astype(jnp.float32)[:, :, None],
+                           axis=3) * (cfg.head_dim ** -0.5)
+  scores_BxKxRxS = jnp.where(mask_BxS[:, None, None, :], scores_BxKxRxS,
+                             jnp.finfo(jnp.float32).min)
+  probs_BxKxRxS = jax.nn.softmax(scores_BxKxRxS, axis=-1)
+  out_BxKxRxH = jnp.sum(probs_BxKxRxS[..., None]
+                        * values_BxKxSxH.astype(jnp.float32)[:, :, None], axis=3)
+  return out_BxKxRxH.astype(values_BxKxSxH.dtype).reshape(b, 1, cfg.num_heads * cfg.head_dim)
+
+
 class Attention(nnx.Module):
   """Grouped-query attention with q/k RMSNorm, RoPE and an optional slot-indexed KV cache."""
 
@@ -110,15 +132,20 @@ class Attention(nnx.Module):
     self.k_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, param_dtype=pdt)
     self.cfg = cfg
 
-  def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, k_cache_BxSxKxH=None,
-               v_cache_BxSxKxH=None, slot_start=None):
+  def _project(self, x_BxTxD, positions_BxT):
+    """q [B, T, N, H], k and v [B, T, K, H]: projections, q/k norms and RoPE."""
     cfg = self.cfg
     b, t, _ = x_BxTxD.shape
     q = self.q_norm(self.q_proj(x_BxTxD).reshape(b, t, cfg.num_heads, cfg.head_dim))
     k = self.k_norm(self.k_proj(x_BxTxD).reshape(b, t, cfg.num_kv_heads, cfg.head_dim))
     v = self.v_proj(x_BxTxD).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-    q = rope(q, positions_BxT, cfg.rope_theta)
-    k = rope(k, positions_BxT, cfg.rope_theta)
+    return rope(q, positions_BxT, cfg.rope_theta), rope(k, positions_BxT, cfg.rope_theta), v
+
+  def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, k_cache_BxSxKxH=None,
+               v_cache_BxSxKxH=None, slot_start=None):
+    cfg = self.cfg
+    b, t, _ = x_BxTxD.shape
+    q, k, v = self._project(x_BxTxD, positions_BxT)
     if k_cache_BxSxKxH is not None:
       # Write this chunk's keys/values at slots [slot_start, slot_start + T), attend to all S.
       k = jax.lax.dynamic_update_slice_in_dim(k_cache_BxSxKxH, k.astype(k_cache_BxSxKxH.dtype),
@@ -132,15 +159,27 @@ class Attention(nnx.Module):
     # A finite fill keeps fully-masked rows (left-pad queries) finite; they are never used.
     scores = jnp.where(mask_BxTxS[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    if t == 1:
-      # One query per row (a decode step): XLA CPU runs the probs @ v dot as B*K tiny batched
-      # matmuls far below memory speed; a multiply-reduce fusion reads the cache once at memory
-      # speed (2x faster decode at B=32; docs/benchmarks.md).
-      out = jnp.sum(probs[:, :, :, 0, :, None] * v.transpose(0, 2, 1, 3)[:, :, None], axis=-2)
-      out = out.astype(v.dtype).reshape(b, 1, cfg.num_heads * cfg.head_dim)
-    else:
-      out = jnp.einsum("bkrts,bskh->btkrh", probs, v).reshape(b, t, cfg.num_heads * cfg.head_dim)
+    out = jnp.einsum("bkrts,bskh->btkrh", probs, v).reshape(b, t, cfg.num_heads * cfg.head_dim)
     return self.o_proj(out), k, v
+
+  def decode(self, x_Bx1xD, positions_Bx1, mask_BxS, k_cache_BxKxHxS, v_cache_BxKxSxH, slot):
+    """One new token per row against the decode-layout cache (`to_decode_cache`).
+
+    Writes the token's key into column `slot` of the keys [B, K, H, S] and its value into row
+    `slot` of the values [B, K, S, H], then attends with `_one_query_attention`. Returns
+    (output [B, 1, D], keys, values).
+    """
+    cfg = self.cfg
+    b = x_Bx1xD.shape[0]
+    q, k, v = self._project(x_Bx1xD, positions_Bx1)
+    keys = jax.lax.dynamic_update_slice_in_dim(
+        k_cache_BxKxHxS, k[:, 0, :, :, None].astype(k_cache_BxKxHxS.dtype), slot, axis=3)
+    values = jax.lax.dynamic_update_slice_in_dim(
+        v_cache_BxKxSxH, v.transpose(0, 2, 1, 3).astype(v_cache_BxKxSxH.dtype), slot, axis=2)
+    q_BxKxRxH = q[:, 0].reshape(b, cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads,
+                                cfg.head_dim)
+    out = _one_query_attention(q_BxKxRxH, keys, values, mask_BxS, cfg)
+    return self.o_proj(out), keys, values
 
 
 class MLP(nnx.Module):
@@ -174,6 +213,14 @@ class Block(nnx.Module):
     x = x + attn_out.astype(x.dtype)
     x = x + self.mlp(self.post_attn_norm(x)).astype(x.dtype)
     return x, k, v
+
+  def decode(self, x, positions_Bx1, mask_BxS, keys, values, slot):
+    """`__call__` for one new token per row on the decode-layout cache (`Attention.decode`)."""
+    attn_out, keys, values = self.attn.decode(self.input_norm(x), positions_Bx1, mask_BxS, keys,
+                                              values, slot)
+    x = x + attn_out.astype(x.dtype)
+    x = x + self.mlp(self.post_attn_norm(x)).astype(x.dtype)
+    return x, keys, values
 
 
 class Embed(nnx.Module):
@@ -335,34 +382,39 @@ def split_layers(tree) -> tuple:
   return tuple(jax.tree.map(lambda x, l=l: x[l], tree) for l in range(num_layers))
 
 
-def split_cache(cache: KVCache) -> tuple[tuple[jax.Array, jax.Array], ...]:
-  """A stacked [L, B, S, K, H] cache as L (k, v) pairs of [B, S, K, H] (the decode layout)."""
-  return tuple(zip(split_layers(cache.k_LxBxSxKxH), split_layers(cache.v_LxBxSxKxH)))
+def to_decode_cache(cache: KVCache) -> tuple[tuple[jax.Array, jax.Array], ...]:
+  """The stacked [L, B, S, K, H] cache as L (keys [B, K, H, S], values [B, K, S, H]) pairs.
 
-
-def decode_forward(params: Params, layer_params: tuple, tokens_BxT: jax.Array,
-                   positions_BxT: jax.Array, kv_valid_BxS: jax.Array,
-                   cache_layers: tuple[tuple[jax.Array, jax.Array], ...], slot_start, *,
-                   cfg: ModelConfig):
-  """`forward` with a cache, layers unrolled: the decode step's layout (docs/benchmarks.md).
-
-  `layer_params` is `split_layers(params["layers"])` and `cache_layers` is `split_cache(cache)`,
-  both made once before the decode loop. Each layer writes its new keys/values into its own
-  [B, S, K, H] buffer (an in-place dynamic-update-slice of the loop carry) and attends by reading
-  that buffer once. Under a layer `scan` the cache would be a scanned input and a stacked output:
-  XLA slices the [B, S, K, H] of every layer out of the [L, ...] carry and stacks it back, which
-  copies the whole cache on every decode step (the cost grew with B * S, not with the new token).
-
-  Returns (hidden_BxTxD after the final norm, updated cache_layers).
+  The decode layout (`decode_forward`): per-layer buffers, so each layer's new key and value
+  are written in place into a loop carry of its own (under a layer `scan` the stacked cache is
+  sliced out and stacked back, a copy of the whole cache every step), and transposed once here
+  so that one-query attention reads them without a per-step relayout (`_one_query_attention`).
   """
-  t = tokens_BxT.shape[1]
-  x = params["embed"]["embedding"][tokens_BxT].astype(_dtype(cfg.dtype))
-  mask_BxTxS = _attention_mask(kv_valid_BxS, t, slot_start)
+  keys = jnp.transpose(cache.k_LxBxSxKxH, (0, 1, 3, 4, 2))
+  values = jnp.transpose(cache.v_LxBxSxKxH, (0, 1, 3, 2, 4))
+  return tuple(zip(split_layers(keys), split_layers(values)))
+
+
+def decode_forward(params: Params, layer_params: tuple, tokens_Bx1: jax.Array,
+                   positions_Bx1: jax.Array, kv_valid_BxS: jax.Array,
+                   cache_layers: tuple[tuple[jax.Array, jax.Array], ...], slot, *,
+                   cfg: ModelConfig):
+  """`forward` of one new token per row on the decode-layout cache, layers unrolled.
+
+  `layer_params` is `split_layers(params["layers"])` and `cache_layers` is
+  `to_decode_cache(cache)`, both made once before the decode loop. The token at slot `slot`
+  attends to the valid slots at or before it. Returns (hidden_Bx1xD after the final norm,
+  updated cache_layers).
+  """
+  if tokens_Bx1.shape[1] != 1:
+    raise ValueError(f"decode_forward takes one token per row, got {tokens_Bx1.shape[1]}")
+  x = params["embed"]["embedding"][tokens_Bx1].astype(_dtype(cfg.dtype))
+  mask_BxS = _attention_mask(kv_valid_BxS, 1, slot)[:, 0]
   new_cache = []
-  for block_params, (k_cache, v_cache) in zip(layer_params, cache_layers):
+  for block_params, (keys, values) in zip(layer_params, cache_layers):
     block = _merge_block(cfg, block_params)
-    x, k_cache, v_cache = block(x, positions_BxT, mask_BxTxS, k_cache, v_cache, slot_start)
-    new_cache.append((k_cache, v_cache))
+    x, keys, values = block.decode(x, positions_Bx1, mask_BxS, keys, values, slot)
+    new_cache.append((keys, values))
   return rms_norm(x, params["final_norm"]["scale"], cfg.rms_norm_eps), tuple(new_cache)
 
 

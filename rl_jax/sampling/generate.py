@@ -93,7 +93,7 @@ def generate(params, prompt_tokens_BxP: jax.Array, prompt_valid_BxP: jax.Array, 
 
   # Decode layout: per-layer params and cache buffers, split once here (see `decode_forward`).
   layer_params = qwen3.split_layers(params["layers"])
-  init = dict(step=jnp.int32(0), cache=qwen3.split_cache(cache), logits=next_logits, tokens=tokens, valid=valid,
+  init = dict(step=jnp.int32(0), cache=qwen3.to_decode_cache(cache), logits=next_logits, tokens=tokens, valid=valid,
               loss_mask=jnp.zeros((batch, num_slots), jnp.float32), logp_sample=zeros_f,
               logp_policy=zeros_f, done=jnp.zeros((batch,), bool), pos=next_pos_B,
               logits_buf=logits_buf)
