@@ -45,6 +45,11 @@ prompts (max abs difference), their argmax, and 16 greedy tokens per prompt must
    "rl_jax % of bound" = rl_jax tok/s / that bound: at small B decoding is bandwidth-bound and
    100% the ceiling (attention over the cache, sampling and host work come on top); at larger B
    compute dominates and the share drops by design.
+   dots-only tok/s = B / t_dots: t_dots is the best of 20 calls of one jitted program holding
+   just the decode step's matrix products at batch B (every layer kernel and the unembedding
+   times a [B, in] input, each weight read once; `dots_seconds`). No rl_jax decode can beat it
+   on this backend: it is XLA's own dot throughput at these shapes, so a ratio to HF that
+   dots-only tok/s / HF tok/s does not reach is out of reach whatever else is removed.
 
 2. GRPO step: 16 prompts x G=8 samples, 32 prompt + 64 new tokens, one AdamW step over all 128
    completions, beta = 0 (no reference model), clip 0.2, group-std advantages, the same reward
@@ -113,7 +118,7 @@ PEER_PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets")
 TASK_NAME = "bench_peers_words"
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")  # ids 0..3; words "w4".."w{V-1}" follow
 SAMPLING_HEADER = ("params", "N new", "batch", "rl_jax tok/s", "HF tok/s", "rl_jax/HF",
-                   "stream-bound tok/s", "rl_jax % of bound")
+                   "stream-bound tok/s", "rl_jax % of bound", "dots-only tok/s")
 GRPO_HEADER = ("side", "s/step", "rollout s", "update s", "peak RSS GiB", "time vs TRL",
                "RSS vs TRL", "resp len")
 _MSG = "@@ "  # prefix of the protocol lines a child writes on stdout
@@ -306,6 +311,35 @@ def stream_seconds(params, reps: int) -> tuple[float, int]:
   return _best(lambda: jax.block_until_ready(sum_all(params)), reps), nbytes
 
 
+def dots_seconds(params, cfg, batch: int, reps: int) -> float:
+  """Best seconds of one decode step's matrix products alone, as XLA runs them.
+
+  Every kernel of every layer and the unembedding multiplied by a [batch, in] input, in one
+  jitted program that reads each weight once (the step's dots, nothing else: no attention,
+  norms or sampling). batch / this time is the tokens/s a decode step made only of XLA's dots
+  would reach: on CPU the ceiling for any rl_jax decode, whatever else is removed.
+  """
+  import jax
+  import jax.numpy as jnp
+  from rl_jax.models import qwen3
+  kernels = [x for x in jax.tree.leaves(params["layers"]) if x.ndim == 3]
+  dtype = kernels[0].dtype
+  head = qwen3.unembedding(params, cfg).astype(dtype)
+
+  def step_dots(kernels, head):
+    total = jnp.zeros((), jnp.float32)
+    for stacked in kernels:
+      for layer in range(stacked.shape[0]):
+        x = jnp.full((batch, stacked.shape[1]), 0.01, dtype)
+        total += jnp.sum(jnp.dot(x, stacked[layer], preferred_element_type=jnp.float32))
+    x = jnp.full((batch, head.shape[0]), 0.01, dtype)
+    return total + jnp.sum(jnp.dot(x, head, preferred_element_type=jnp.float32))
+
+  compiled = jax.jit(step_dots).lower(kernels, head).compile()
+  jax.block_until_ready(compiled(kernels, head))
+  return _best(lambda: jax.block_until_ready(compiled(kernels, head)), reps)
+
+
 def load_hf_model(peers, path: str, dtype: str):
   torch, transformers = peers
   model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -398,7 +432,7 @@ def sampling_row_text(r: dict) -> str:
   return (f"| {r['dtype']} | {r['new_tokens']} | {r['batch']} | {r['rljax_tok_s']:.0f} | "
           f"{_cell(r['hf_tok_s'], '.0f')} | "
           f"{'n/a' if ratio is None else format(ratio, '.2f')} | {r['bound_tok_s']:.0f} | "
-          f"{100 * r['rljax_tok_s'] / r['bound_tok_s']:.1f}% |")
+          f"{100 * r['rljax_tok_s'] / r['bound_tok_s']:.1f}% | {r['dots_tok_s']:.0f} |")
 
 
 def run_sampling(sizes: Sizes, path: str, peers, reps: int, seed: int) -> list[dict]:
@@ -454,7 +488,8 @@ def run_sampling(sizes: Sizes, path: str, peers, reps: int, seed: int) -> list[d
                  rljax_tok_s=generated / best["rljax"],
                  hf_tok_s=generated / best["hf"] if "hf" in best else None,
                  bound_tok_s=batch / t_stream, rljax_s=best["rljax"], hf_s=best.get("hf"),
-                 stream_s=t_stream)
+                 stream_s=t_stream,
+                 dots_tok_s=batch / dots_seconds(params, cfg, batch, sizes.stream_reps))
       rows.append(row)
       print(sampling_row_text(row), flush=True)
     del hf_model
