@@ -322,22 +322,29 @@ def dots_seconds(params, cfg, batch: int, reps: int) -> float:
   import jax
   import jax.numpy as jnp
   from rl_jax.models import qwen3
-  kernels = [x for x in jax.tree.leaves(params["layers"]) if x.ndim == 3]
+  # One array per layer and kernel, split before the jit (slicing the stacked [L, in, out]
+  # arrays inside it would add a copy of the weights to every call).
+  kernels = [jnp.array(x[layer]) for x in jax.tree.leaves(params["layers"]) if x.ndim == 3
+             for layer in range(x.shape[0])]
   dtype = kernels[0].dtype
   head = qwen3.unembedding(params, cfg).astype(dtype)
 
-  def step_dots(kernels, head):
-    total = jnp.zeros((), jnp.float32)
-    for stacked in kernels:
-      for layer in range(stacked.shape[0]):
-        x = jnp.full((batch, stacked.shape[1]), 0.01, dtype)
-        total += jnp.sum(jnp.dot(x, stacked[layer], preferred_element_type=jnp.float32))
-    x = jnp.full((batch, head.shape[0]), 0.01, dtype)
-    return total + jnp.sum(jnp.dot(x, head, preferred_element_type=jnp.float32))
+  # Inputs are arguments, not constants: XLA folds a dot of a broadcast constant into a
+  # reduction over the weight, which is not the work of a decode step.
+  inputs = {d: jnp.asarray(np.random.default_rng(d).standard_normal((batch, d)), dtype)
+            for d in sorted({k.shape[0] for k in kernels} | {head.shape[0]})}
 
-  compiled = jax.jit(step_dots).lower(kernels, head).compile()
-  jax.block_until_ready(compiled(kernels, head))
-  return _best(lambda: jax.block_until_ready(compiled(kernels, head)), reps)
+  def step_dots(kernels, head, inputs):
+    total = jnp.zeros((), jnp.float32)
+    for kernel in kernels:
+      total += jnp.sum(jnp.dot(inputs[kernel.shape[0]], kernel,
+                               preferred_element_type=jnp.float32))
+    return total + jnp.sum(jnp.dot(inputs[head.shape[0]], head,
+                                   preferred_element_type=jnp.float32))
+
+  compiled = jax.jit(step_dots).lower(kernels, head, inputs).compile()
+  jax.block_until_ready(compiled(kernels, head, inputs))
+  return _best(lambda: jax.block_until_ready(compiled(kernels, head, inputs)), reps)
 
 
 def load_hf_model(peers, path: str, dtype: str):

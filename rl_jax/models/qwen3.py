@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rl_jax.models import lora
+from rl_jax.models.dense import dense
 from rl_jax.models.config import ModelConfig
 
 Params = dict[str, Any]
@@ -77,7 +78,7 @@ class Linear(nnx.Module):
 
   def __call__(self, x):
     x = x.astype(self.compute_dtype)
-    y = jnp.dot(x, self.kernel[...].astype(self.compute_dtype))
+    y = dense(x, self.kernel[...].astype(self.compute_dtype))
     if self.lora_scale:
       y = y + lora.delta(x, self.lora_a[...], self.lora_b[...], self.lora_scale)
     return y
