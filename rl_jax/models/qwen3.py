@@ -164,7 +164,7 @@ class Attention(nnx.Module):
     return self.o_proj(out), k, v
 
   def decode(self, x_Bx1xD, positions_Bx1, mask_BxS, k_cache_BxKxHxS, v_cache_BxKxSxH, slot):
-    """One new token per row against the decode-layout cache (`to_decode_cache`).
+    """One new token per row against the decode-layout cache (`decode.to_decode_cache`).
 
     Writes the token's key into column `slot` of the keys [B, K, H, S] and its value into row
     `slot` of the values [B, K, S, H], then attends with `_one_query_attention`. Returns
@@ -381,42 +381,6 @@ def split_layers(tree) -> tuple:
   """The per-layer slices of a pytree whose leaves are stacked on a leading L axis."""
   num_layers = jax.tree.leaves(tree)[0].shape[0]
   return tuple(jax.tree.map(lambda x, l=l: x[l], tree) for l in range(num_layers))
-
-
-def to_decode_cache(cache: KVCache) -> tuple[tuple[jax.Array, jax.Array], ...]:
-  """The stacked [L, B, S, K, H] cache as L (keys [B, K, H, S], values [B, K, S, H]) pairs.
-
-  The decode layout (`decode_forward`): per-layer buffers, so each layer's new key and value
-  are written in place into a loop carry of its own (under a layer `scan` the stacked cache is
-  sliced out and stacked back, a copy of the whole cache every step), and transposed once here
-  so that one-query attention reads them without a per-step relayout (`_one_query_attention`).
-  """
-  keys = jnp.transpose(cache.k_LxBxSxKxH, (0, 1, 3, 4, 2))
-  values = jnp.transpose(cache.v_LxBxSxKxH, (0, 1, 3, 2, 4))
-  return tuple(zip(split_layers(keys), split_layers(values)))
-
-
-def decode_forward(params: Params, layer_params: tuple, tokens_Bx1: jax.Array,
-                   positions_Bx1: jax.Array, kv_valid_BxS: jax.Array,
-                   cache_layers: tuple[tuple[jax.Array, jax.Array], ...], slot, *,
-                   cfg: ModelConfig):
-  """`forward` of one new token per row on the decode-layout cache, layers unrolled.
-
-  `layer_params` is `split_layers(params["layers"])` and `cache_layers` is
-  `to_decode_cache(cache)`, both made once before the decode loop. The token at slot `slot`
-  attends to the valid slots at or before it. Returns (hidden_Bx1xD after the final norm,
-  updated cache_layers).
-  """
-  if tokens_Bx1.shape[1] != 1:
-    raise ValueError(f"decode_forward takes one token per row, got {tokens_Bx1.shape[1]}")
-  x = params["embed"]["embedding"][tokens_Bx1].astype(_dtype(cfg.dtype))
-  mask_BxS = _attention_mask(kv_valid_BxS, 1, slot)[:, 0]
-  new_cache = []
-  for block_params, (keys, values) in zip(layer_params, cache_layers):
-    block = _merge_block(cfg, block_params)
-    x, keys, values = block.decode(x, positions_Bx1, mask_BxS, keys, values, slot)
-    new_cache.append((keys, values))
-  return rms_norm(x, params["final_norm"]["scale"], cfg.rms_norm_eps), tuple(new_cache)
 
 
 def logits(params: Params, hidden_BxTxD: jax.Array, *, cfg: ModelConfig) -> jax.Array:

@@ -18,7 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from rl_jax.models import qwen3
+from rl_jax.models import decode, qwen3
 from rl_jax.models.config import ModelConfig
 from rl_jax.sampling.samplers import sample_token
 from rl_jax.types import Rollout, SampleKnobs
@@ -91,9 +91,9 @@ def generate(params, prompt_tokens_BxP: jax.Array, prompt_valid_BxP: jax.Array, 
   logits_buf = (jnp.zeros((batch, cfg.max_new_tokens, model_cfg.vocab_size), jnp.float32)
                 if cfg.return_logits else None)
 
-  # Decode layout: per-layer params and cache buffers, split once here (see `decode_forward`).
+  # Decode layout: per-layer params and cache buffers, made once here (`decode.decode_forward`).
   layer_params = qwen3.split_layers(params["layers"])
-  init = dict(step=jnp.int32(0), cache=qwen3.to_decode_cache(cache), logits=next_logits, tokens=tokens, valid=valid,
+  init = dict(step=jnp.int32(0), cache=decode.to_decode_cache(cache), logits=next_logits, tokens=tokens, valid=valid,
               loss_mask=jnp.zeros((batch, num_slots), jnp.float32), logp_sample=zeros_f,
               logp_policy=zeros_f, done=jnp.zeros((batch,), bool), pos=next_pos_B,
               logits_buf=logits_buf)
@@ -119,7 +119,7 @@ def generate(params, prompt_tokens_BxP: jax.Array, prompt_valid_BxP: jax.Array, 
       out["logits_buf"] = jax.lax.dynamic_update_slice_in_dim(
           c["logits_buf"], c["logits"][:, None], step, axis=1)
     out["done"] = c["done"] | (active & jnp.any(token[:, None] == stop_ids[None, :], axis=1))
-    hidden, out["cache"] = qwen3.decode_forward(params, layer_params, token[:, None],
+    hidden, out["cache"] = decode.decode_forward(params, layer_params, token[:, None],
                                                 c["pos"][:, None], out["valid"], c["cache"], slot,
                                                 cfg=model_cfg)
     out["logits"] = qwen3.logits(params, hidden, cfg=model_cfg)[:, 0]
