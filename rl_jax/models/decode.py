@@ -20,7 +20,8 @@ def to_decode_cache(cache: KVCache) -> tuple[tuple[jax.Array, jax.Array], ...]:
   The decode layout (`decode_forward`): per-layer buffers, so each layer's new key and value
   are written in place into a loop carry of its own (under a layer `scan` the stacked cache is
   sliced out and stacked back, a copy of the whole cache every step), and transposed once here
-  so that one-query attention reads them without a per-step relayout (`_one_query_attention`).
+  so that one-query attention reads them without a per-step relayout
+  (`qwen3._one_query_attention`).
   """
   keys = jnp.transpose(cache.k_LxBxSxKxH, (0, 1, 3, 4, 2))
   values = jnp.transpose(cache.v_LxBxSxKxH, (0, 1, 3, 2, 4))
