@@ -43,12 +43,15 @@ def policy_name(stage: dict) -> str:
 
 def arm_name(stage: dict) -> str:
   """A policy's name across runs: "sft", or the reward arm ("graduated", "binary", ...) with
-  ":occurrence" where the atomic match is not the paper's."""
+  ":occurrence" where the atomic match is not the paper's and the reward reads it (binary and
+  R_orch alone never do, so their runs pool whatever the config's lookup)."""
   arm = _rl_arm(stage)
   if arm is None:
     return stage["name"]
   reward, match = arm
-  return reward + ("" if match == "first" else f":{match}")
+  if match == "first" or reward in ("binary", "orchestration"):
+    return reward
+  return f"{reward}:{match}"
 
 
 # (a, b) pairs `seeds` compares per held-out workflow (where both arms ran).

@@ -55,3 +55,17 @@ def test_seeds_refuses_two_different_results_for_one_arm_and_seed(tmp_path):
   b = _workdir(tmp_path / "b", 3, {"sft": ("sft", None, None, [0, 0])})
   with pytest.raises(ValueError, match="arm 'sft' of seed 3 differs between workdirs"):
     report.seeds([a, b])
+
+
+def test_seeds_pools_binary_runs_whatever_their_lookup(tmp_path):
+  # The binary reward never reads atomic_match: a run configured with "occurrence" is the
+  # "binary" arm, compared with the occurrence graduated arm of the same seed.
+  a = _workdir(tmp_path / "s2", 2, {
+      "sft": ("sft", None, None, [0, 1, 0]),
+      "rl_reward=graduated": ("rl", "graduated", "occurrence", [0, 0, 0]),
+      "rl_reward=binary": ("rl", "binary", "occurrence", [1, 1, 0])})
+  out = report.seeds([a])
+  assert set(out["per_seed"]) == {"sft", "graduated:occurrence", "binary"}
+  ob = out["pairs"]["graduated:occurrence vs binary"]
+  assert (ob["a_only"], ob["b_only"], ob["n"]) == (0, 2, 3)
+  assert ob["p"] == pytest.approx(0.5)
