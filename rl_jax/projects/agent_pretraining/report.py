@@ -11,6 +11,10 @@ Over a study directory (rl_jax.projects.agent_pretraining.study) or a single run
 
 Writes report.md, results.json, mixing_law.png (loss vs p per width, fit curves, held-out points)
 and stages.png (call accuracy per stage) into the workdir.
+
+`python -m rl_jax.projects.agent_pretraining.report W0 W1 ...` (several runs, one per seed) then
+prints `seeds`: docs-only call accuracy per stage and seed, and the paired per-call comparisons
+of `COMPARE` pooled over the seeds with a sign test.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rl_jax.eval import figures
+from rl_jax.eval import figures, paired, run_results
 from rl_jax.eval.hooks import register_report, report_main
 from rl_jax.projects.agent_pretraining import mixing_law
 
@@ -236,5 +240,67 @@ def agent_pretraining_report(workdir: str) -> dict[str, Any]:
   return results
 
 
+# (a, b) stage pairs `seeds` compares call by call where a run has both: stage II against stage
+# I alone and against the compute-matched continuation of stage I (`pretrain_cont`: 150 more
+# stage I steps), before and after SFT.
+COMPARE = (("pretrain_seed", "pretrain"), ("pretrain_seed", "pretrain_cont"),
+           ("pretrain_cont", "pretrain"), ("sft", "sft_stage1_only"), ("sft", "sft_cont"),
+           ("sft_cont", "sft_stage1_only"))
+CALL_SCORES = (("exact", "correct"), ("schema", "schema_correct"), ("name", "name_correct"))
+
+
+def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
+  """Docs-only call accuracy (exact / schema / name) per stage and run, and for each pair (a, b)
+  of `COMPARE` the calls a gets right and b does not (and the reverse), pooled over the runs
+  (the pairs stay within a run: both stages answer the same held-out calls), with the two-sided
+  sign test. Returns {"per_seed": {stage: {score: [acc per workdir]}}, "pairs": {"a vs b":
+  {score: {"a", "b", "a_only", "b_only", "n", "p"}}}} and prints both as tables."""
+  per_seed: dict[str, dict[str, list[float]]] = {}
+  pairs: dict[str, dict[str, dict[str, Any]]] = {}
+  runs = [{name: ev["records"] for name, ev in run_results.saved_evals(w).items()}
+          for w in workdirs]
+  for records in runs:
+    for stage, recs in records.items():
+      for score, key in CALL_SCORES:
+        per_seed.setdefault(stage, {}).setdefault(score, []).append(
+            float(np.mean([r[key] for r in recs])) if recs else float("nan"))
+  for a, b in COMPARE:
+    both = [(r[a], r[b]) for r in runs if a in r and b in r]
+    if not both:
+      continue
+    out = {}
+    for score, key in CALL_SCORES:
+      counts = dict(a=0, b=0, a_only=0, b_only=0, n=0)
+      for workdir, (ra, rb) in zip(workdirs, both):
+        if [x["prompt"] for x in ra] != [x["prompt"] for x in rb]:
+          raise ValueError(f"{workdir}: stages {a!r} and {b!r} were scored on different calls")
+        for x, y in zip(ra, rb):
+          counts["n"] += 1
+          counts["a"] += bool(x[key])
+          counts["b"] += bool(y[key])
+          counts["a_only"] += bool(x[key]) and not y[key]
+          counts["b_only"] += bool(y[key]) and not x[key]
+      counts["p"] = paired.sign_test(counts["a_only"], counts["b_only"])
+      out[score] = counts
+    pairs[f"{a} vs {b}"] = out
+  lines = ["Docs-only call accuracy (exact / schema / name) per run:", "",
+           "| stage | " + " | ".join(os.path.basename(os.path.normpath(w)) for w in workdirs)
+           + " |", "|" + "---|" * (len(workdirs) + 1)]
+  for stage, scores in per_seed.items():
+    cells = zip(*(scores[s] for s, _ in CALL_SCORES))
+    lines.append(f"| {stage} | " + " | ".join("/".join(f"{v:.3f}" for v in c) for c in cells)
+                 + " |")
+  lines += ["", "| pair (a vs b) | score | right a / b | only a / only b | sign test p |",
+            "|---|---|---|---|---|"]
+  lines += [f"| {name} | {score} | {c['a']} / {c['b']} of {c['n']} | {c['a_only']} / "
+            f"{c['b_only']} | {c['p']:.3g} |"
+            for name, out in pairs.items() for score, c in out.items()]
+  print("\n".join(lines))
+  return {"per_seed": per_seed, "pairs": pairs}
+
+
 if __name__ == "__main__":
   report_main("agent_pretraining", sys.argv[1:])
+  if len(sys.argv) > 2:
+    from rl_jax.projects.agent_pretraining import report as registered  # pylint: disable=g-import-not-at-top
+    registered.seeds(sys.argv[1:])
