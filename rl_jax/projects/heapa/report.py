@@ -99,7 +99,9 @@ def markdown(arms: Mapping[str, Mapping[str, Any]], target: float) -> str:
            "|---|---|---|---|---|---|---|---|---|"]
   for name, s in arms.items():
     t = s["tokens_to_target"]
-    rel = (f"{100 * (1 - t / base):+.1f}% fewer" if t is not None and base else "-")
+    saved = 1 - t / base if t is not None and base else None
+    rel = ("-" if saved is None else
+           f"{100 * saved:.1f}% fewer" if saved >= 0 else f"{-100 * saved:.1f}% more")
     aug = s["aug"]
     variants = (f"{aug.get('ok', 0):.0f} / {aug.get('proposed', 0):.0f}"
                 if aug.get("proposed") else "-")

@@ -63,4 +63,7 @@ def test_tokens_to_target_by_hand():
   assert final["eval_steps"] == [2, 4, 5] and final["tokens_to_target"] == 1550.0
   base = dict(s, tokens_to_target=2000.0)
   table = report.markdown({"uniform": base, "heap_aug": s}, 0.5)
-  assert "| heap_aug | 1040 | +48.0% fewer |" in table
+  assert "| heap_aug | 1040 | 48.0% fewer |" in table
+  # More tokens than uniform reads as more, not as negative fewer: 2600 / 2000.
+  table = report.markdown({"uniform": base, "heap_aug": dict(s, tokens_to_target=2600.0)}, 0.5)
+  assert "| heap_aug | 2600 | 30.0% more |" in table
