@@ -15,7 +15,7 @@ from rl_jax import stages as stages_lib
 from rl_jax.projects.agent_pretraining import task as task_lib
 
 CONFIG = pathlib.Path(__file__).resolve().parents[3] / "configs" / "agent_pretraining_tiny.py"
-STAGES = ["pretrain", "pretrain_seed", "sft", "sft_stage1_only"]
+STAGES = ["pretrain", "pretrain_seed", "pretrain_cont", "sft", "sft_stage1_only", "sft_cont"]
 
 
 def _config(arg="runlocal"):
@@ -37,7 +37,8 @@ def test_every_stage_trains_with_nonzero_loss_and_gradients(run):
   _, summary, records = run
   config = _config()
   steps = {"pretrain": config.pretrain.steps, "pretrain_seed": config.pretrain.then[0]["steps"],
-           "sft": config.sft.steps, "sft_stage1_only": config.sft.steps}
+           "pretrain_cont": config.pretrain.then[1]["steps"], "sft": config.sft.steps,
+           "sft_stage1_only": config.sft.steps, "sft_cont": config.sft.steps}
   for stage in STAGES:
     kind = stage.split("_")[0]
     rows = [r for r in records if r.get("stage") == stage]
@@ -70,7 +71,11 @@ def test_plan_and_report(run):
   plan = json.loads((workdir / "config.json").read_text())["stage_plan"]
   starts = {s["name"]: s["start_from"] for s in plan}
   assert starts == {"pretrain": "initial params", "pretrain_seed": "pretrain",
-                    "sft": "pretrain_seed", "sft_stage1_only": "pretrain"}
+                    "pretrain_cont": "pretrain", "sft": "pretrain_seed",
+                    "sft_stage1_only": "pretrain", "sft_cont": "pretrain_cont"}
+  # The control continues stage I on its own corpus (the default), stage II reads the seed pool.
+  corpora = {s["name"]: s["section"]["corpus"] for s in plan if s["kind"] == "pretrain"}
+  assert corpora == {"pretrain": "", "pretrain_seed": "seed", "pretrain_cont": ""}
   report = (workdir / "report.md").read_text()
   assert "| sft_stage1_only |" in report and (workdir / "stages.png").stat().st_size > 1000
 
@@ -99,7 +104,7 @@ def test_then_stages_plan_and_errors():
   c = _config()
   c.pretrain.then = ({"name": "a", "steps": 3, "corpus": "seed"},
                      {"name": "b", "steps": 0}, {"name": "c", "start_from": "pretrain"})
-  c.sft.then = ()
+  c.sft.then, c.sft.start_from = (), ""  # sft starts from the stage before it
   specs = stages_lib.plan(experiment.from_config_dict(c))
   assert [(s.name, s.start_from, s.section.steps) for s in specs] == [
       ("pretrain", "", 12), ("pretrain_a", "pretrain", 3), ("pretrain_c", "pretrain", 12),
