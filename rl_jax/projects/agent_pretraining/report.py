@@ -259,19 +259,20 @@ def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
   pairs: dict[str, dict[str, dict[str, Any]]] = {}
   runs = [{name: ev["records"] for name, ev in run_results.saved_evals(w).items()}
           for w in workdirs]
-  for records in runs:
-    for stage, recs in records.items():
-      for score, key in CALL_SCORES:
-        per_seed.setdefault(stage, {}).setdefault(score, []).append(
-            float(np.mean([r[key] for r in recs])) if recs else float("nan"))
+  stages = list(dict.fromkeys(stage for records in runs for stage in records))
+  for stage in stages:  # NaN where a run has no such stage, so the columns stay aligned
+    for score, key in CALL_SCORES:
+      per_seed.setdefault(stage, {})[score] = [
+          float(np.mean([r[key] for r in records[stage]])) if records.get(stage) else float("nan")
+          for records in runs]
   for a, b in COMPARE:
-    both = [(r[a], r[b]) for r in runs if a in r and b in r]
+    both = [(w, r[a], r[b]) for w, r in zip(workdirs, runs) if a in r and b in r]
     if not both:
       continue
     out = {}
     for score, key in CALL_SCORES:
       counts = dict(a=0, b=0, a_only=0, b_only=0, n=0)
-      for workdir, (ra, rb) in zip(workdirs, both):
+      for workdir, ra, rb in both:
         if [x["prompt"] for x in ra] != [x["prompt"] for x in rb]:
           raise ValueError(f"{workdir}: stages {a!r} and {b!r} were scored on different calls")
         for x, y in zip(ra, rb):

@@ -2,6 +2,7 @@
 accuracy and the paired counts and sign test, computed by hand."""
 import json
 
+import numpy as np
 import pytest
 
 from rl_jax.projects.agent_pretraining import report
@@ -50,6 +51,19 @@ def test_seeds_counts_calls_only_one_stage_gets_right_pooled_over_runs(tmp_path)
   assert ss["p"] == pytest.approx(0.5)
   # Pairs with a stage no run has are left out.
   assert "sft vs sft_cont" not in out["pairs"]
+
+
+def test_seeds_keeps_runs_aligned_when_a_run_lacks_a_stage(tmp_path):
+  t, f = True, False
+  a = _workdir(tmp_path / "s0", {"pretrain": [(f, f, t)], "pretrain_seed": [(t, t, t)]})
+  b = _workdir(tmp_path / "s1", {"pretrain": [(f, f, f)], "pretrain_seed": [(f, t, t)],
+                                 "pretrain_cont": [(t, t, t)]})
+  out = report.seeds([a, b])
+  cont = out["per_seed"]["pretrain_cont"]["exact"]
+  assert np.isnan(cont[0]) and cont[1] == 1.0
+  # Only run 1 has the control: stage II 0 vs control 1 exact, the one call only the control.
+  pc = out["pairs"]["pretrain_seed vs pretrain_cont"]["exact"]
+  assert (pc["a"], pc["b"], pc["a_only"], pc["b_only"], pc["n"]) == (0, 1, 0, 1, 1)
 
 
 def test_seeds_refuses_stages_scored_on_different_calls(tmp_path):
