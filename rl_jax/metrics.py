@@ -118,6 +118,20 @@ class MetricWriter:
       for name, value in metrics.items():
         tb.add_scalar(name, float(value), int(step))
 
+  def write_tensorboard(self, step: int, metrics: Mapping[str, float],
+                        stage: str | None = None) -> None:
+    """Scalars for TensorBoard only, no metrics.jsonl record: the loop's stage-end evaluation
+    (step = the stage's step count, one past its last training record), so the eval curves of
+    `eval.every` end at the final value while metrics.jsonl keeps one record per training
+    step. A resumed stage's `trim_events` drops the point (its step is past the kept records)
+    and the stage's end writes it again."""
+    if not self._tensorboard:
+      return
+    tb = self._tb_writer(stage)
+    for name, value in metrics.items():
+      tb.add_scalar(name, float(value), int(step))
+    tb.flush()
+
   def close(self) -> None:
     if self._jsonl is not None:
       self._jsonl.close()

@@ -6,6 +6,7 @@ import json
 import os
 import struct
 
+import pytest
 from tensorboardX.proto import event_pb2
 
 from rl_jax import metrics as metrics_lib
@@ -95,3 +96,25 @@ def test_a_restart_from_scratch_drops_the_earlier_events_and_a_cut_record_is_tol
   writer.close()
   assert _scalars(rl, "loss/pg") == [(0, 7.0)]
   assert [r["loss/pg"] for r in _jsonl(workdir)] == [7.0]
+
+
+def test_stage_end_eval_goes_to_tensorboard_only_and_a_resume_writes_it_once(tmp_path):
+  workdir = str(tmp_path)
+  writer = metrics_lib.MetricWriter(workdir, keep_records=0)
+  for step in range(4):
+    writer.write(step, {"loss/pg": float(step), "eval/accuracy": 0.1 * step}, stage="rl")
+  writer.write_tensorboard(4, {"eval/accuracy": 0.9}, stage="rl")  # the stage's end
+  assert writer.num_records == 4
+  writer.close()
+  rl = os.path.join(workdir, "tb", "rl")
+  assert [s for s, _ in _scalars(rl, "eval/accuracy")] == [0, 1, 2, 3, 4]
+  assert [r["step"] for r in _jsonl(workdir)] == [0, 1, 2, 3]
+  # Killed before the next stage saved; the stage's checkpoint held 2 records: the replayed
+  # steps and the stage's end are written again, each step once.
+  writer = metrics_lib.MetricWriter(workdir, keep_records=2)
+  for step in (2, 3):
+    writer.write(step, {"loss/pg": 10.0 + step, "eval/accuracy": 0.5}, stage="rl")
+  writer.write_tensorboard(4, {"eval/accuracy": 0.8}, stage="rl")
+  writer.close()
+  assert _scalars(rl, "eval/accuracy") == [(0, 0.0), (1, pytest.approx(0.1)), (2, 0.5),
+                                           (3, 0.5), (4, pytest.approx(0.8))]
