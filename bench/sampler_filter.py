@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl_jax.sampling.samplers import draw_categorical, filter_logits, sample_token
+from rl_jax.sampling.samplers import filter_logits, sample_token
 from rl_jax.types import SampleKnobs
 
 HEADER = ("batch", "vocab", "top_p", "sample_token ms", "always-filter ms", "speedup", "agree")
@@ -35,7 +35,7 @@ QUICK = ((4, 64, 1.0), (4, 64, 0.9))
 def always_filter_sample(logits_BxV: jax.Array, key: jax.Array, knobs: SampleKnobs):
   """The baseline: `sample_token` with `filter_logits` run unconditionally."""
   filtered = filter_logits(logits_BxV, knobs)
-  token_B = jnp.where(knobs.temperature > 0, draw_categorical(key, filtered),
+  token_B = jnp.where(knobs.temperature > 0, jax.random.categorical(key, filtered, axis=-1),
                       jnp.argmax(logits_BxV, axis=-1)).astype(jnp.int32)
   logp_sample = jnp.take_along_axis(jax.nn.log_softmax(filtered, axis=-1), token_B[:, None],
                                     axis=-1)[:, 0]
