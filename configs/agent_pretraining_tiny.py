@@ -3,10 +3,11 @@ docs/agent_pretraining.md).
 
 The run this file describes: stage I (pretrain on the mixture at agent share `task.agent_ratio`),
 stage II (`pretrain_seed`: pretrain on the 10k-document seed pool, `pretrain.then`), the
-compute-matched control (`pretrain_cont`: as many more stage I steps, from stage I), SFT on 2k call
-demonstrations from stage II (`sft`) and, as the control arms, the same SFT from stage I alone
-(`sft_stage1_only`) and from the control (`sft_cont`, both `sft.then`). The evaluator reports held-out losses per source and greedy call
-accuracy on APIs seen only in documentation, after every stage.
+compute-matched control (`pretrain_cont`: as many more stage I steps, from stage I), SFT on 2k
+call demonstrations from stage II (`sft`) and, as the control arms, the same SFT from stage I
+alone (`sft_stage1_only`) and from the control (`sft_cont`, both `sft.then`). The evaluator
+reports held-out losses per source and greedy call accuracy on APIs seen only in documentation,
+after every stage.
 
   python -m rl_jax.main --config=configs/agent_pretraining_tiny.py --workdir=runs/s8
 
