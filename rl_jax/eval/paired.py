@@ -3,7 +3,7 @@ reports: the mean difference with a percentile bootstrap interval over items, an
 sign test on the items only one policy gets right."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +28,20 @@ def sign_test(a_only: int, b_only: int) -> float:
     return 1.0
   from scipy import stats  # pylint: disable=g-import-not-at-top
   return float(stats.binomtest(a_only, a_only + b_only).pvalue)
+
+
+def sign_comparison(a_rows: Sequence[bool], b_rows: Sequence[bool]) -> dict[str, Any]:
+  """Two policies' right / wrong on the same items (a_rows[i], b_rows[i] score item i): how many
+  each gets right ("a", "b"), how many only one of them does ("a_only", "b_only"), the number of
+  items ("n") and `sign_test`'s p on the discordant items ("p")."""
+  if len(a_rows) != len(b_rows):
+    raise ValueError(f"sign_comparison: expected two equal-length lists of item scores, got "
+                     f"{len(a_rows)} and {len(b_rows)}")
+  a_bool, b_bool = [bool(x) for x in a_rows], [bool(y) for y in b_rows]
+  a_only = sum(x and not y for x, y in zip(a_bool, b_bool))
+  b_only = sum(y and not x for x, y in zip(a_bool, b_bool))
+  return {"a": sum(a_bool), "b": sum(b_bool), "a_only": a_only, "b_only": b_only,
+          "n": len(a_bool), "p": sign_test(a_only, b_only)}
 
 
 def seeds_summary(title: str, per_seed: Mapping[str, Sequence[float]],

@@ -24,3 +24,12 @@ def test_paired_bootstrap_mean_and_interval():
     paired.paired_bootstrap([], [])
   with pytest.raises(ValueError, match="got 2 and 1"):
     paired.paired_bootstrap([1, 0], [1])
+
+
+def test_sign_comparison_counts_by_hand():
+  # items: both right, only a, only a, only b, neither -> a 3, b 2, a_only 2, b_only 1;
+  # sign test on 3 discordant items with 2 successes: P(X <= 1 or X >= 2) = 1.
+  out = paired.sign_comparison([1, 1, True, 0, 0], [1, 0, False, 1, 0])
+  assert out == {"a": 3, "b": 2, "a_only": 2, "b_only": 1, "n": 5, "p": 1.0}
+  with pytest.raises(ValueError, match="equal-length"):
+    paired.sign_comparison([1, 0], [1])

@@ -269,21 +269,13 @@ def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
     both = [(w, r[a], r[b]) for w, r in zip(workdirs, runs) if a in r and b in r]
     if not both:
       continue
-    out = {}
-    for score, key in CALL_SCORES:
-      counts = dict(a=0, b=0, a_only=0, b_only=0, n=0)
-      for workdir, ra, rb in both:
-        if [x["prompt"] for x in ra] != [x["prompt"] for x in rb]:
-          raise ValueError(f"{workdir}: stages {a!r} and {b!r} were scored on different calls")
-        for x, y in zip(ra, rb):
-          counts["n"] += 1
-          counts["a"] += bool(x[key])
-          counts["b"] += bool(y[key])
-          counts["a_only"] += bool(x[key]) and not y[key]
-          counts["b_only"] += bool(y[key]) and not x[key]
-      counts["p"] = paired.sign_test(counts["a_only"], counts["b_only"])
-      out[score] = counts
-    pairs[f"{a} vs {b}"] = out
+    for workdir, ra, rb in both:
+      if [x["prompt"] for x in ra] != [x["prompt"] for x in rb]:
+        raise ValueError(f"{workdir}: stages {a!r} and {b!r} were scored on different calls")
+    pairs[f"{a} vs {b}"] = {
+        score: paired.sign_comparison([x[key] for _, ra, _ in both for x in ra],
+                                      [y[key] for _, _, rb in both for y in rb])
+        for score, key in CALL_SCORES}
   lines = ["Docs-only call accuracy (exact / schema / name) per run:", "",
            "| stage | " + " | ".join(os.path.basename(os.path.normpath(w)) for w in workdirs)
            + " |", "|" + "---|" * (len(workdirs) + 1)]

@@ -88,13 +88,9 @@ def seeds(workdirs: Sequence[str]) -> dict[str, Any]:
     common = sorted(set(solved.get(a, {})) & set(solved.get(b, {})))
     if not common:
       continue
-    a_only = sum(x and not y for s in common for x, y in zip(solved[a][s], solved[b][s]))
-    b_only = sum(y and not x for s in common for x, y in zip(solved[a][s], solved[b][s]))
-    n = sum(len(solved[a][s]) for s in common)
-    p = paired.sign_test(a_only, b_only)
-    pairs[f"{a} vs {b}"] = {"a_only": a_only, "b_only": b_only, "n": n, "seeds": common,
-                            "a": sum(sum(solved[a][s]) for s in common),
-                            "b": sum(sum(solved[b][s]) for s in common), "p": float(p)}
+    pairs[f"{a} vs {b}"] = dict(paired.sign_comparison(
+        [x for s in common for x in solved[a][s]], [y for s in common for y in solved[b][s]]),
+        seeds=common)
   all_seeds = sorted({s for by in per_seed.values() for s in by})
   lines = ["| arm | " + " | ".join(f"seed {s}" for s in all_seeds) + " | mean |",
            "|---" * (len(all_seeds) + 2) + "|"]
