@@ -176,13 +176,12 @@ def _stage_end_eval(run: _Run, spec, params) -> None:
                                    stage=spec.name, kind=spec.kind, step=spec.section.steps,
                                    final=True)
   run.summary["eval"][spec.name] = metrics
+  held_out = {k: v for k, v in metrics.items() if k.startswith("eval/")}
   if run.writer is not None:
     # TensorBoard only. A stage restored as finished (no writer yet in this process) keeps the
     # point its first run wrote: opening a writer here would cut later stages' records.
-    run.writer.write_tensorboard(spec.section.steps, {
-        k: v for k, v in metrics.items() if k.startswith("eval/")}, stage=spec.name)
-  ctx.log(f"[{spec.name}] held-out " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
-                                                if k.startswith("eval/")))
+    run.writer.write_tensorboard(spec.section.steps, held_out, stage=spec.name)
+  ctx.log(f"[{spec.name}] held-out " + ", ".join(f"{k} {v:.3f}" for k, v in held_out.items()))
   if records is not None and ctx.is_chief:
     os.makedirs(os.path.join(ctx.workdir, "eval"), exist_ok=True)
     with open(os.path.join(ctx.workdir, "eval", f"{spec.name}.json"), "w",

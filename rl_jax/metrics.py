@@ -113,10 +113,15 @@ class MetricWriter:
       record["stage"] = stage
     self._jsonl.write(json.dumps(record, sort_keys=True) + "\n")
     self._jsonl.flush()
+    self._add_scalars(step, metrics, stage)
+
+  def _add_scalars(self, step: int, metrics: Mapping[str, float], stage: str | None):
     if self._tensorboard:
       tb = self._tb_writer(stage)
       for name, value in metrics.items():
         tb.add_scalar(name, float(value), int(step))
+      return tb
+    return None
 
   def write_tensorboard(self, step: int, metrics: Mapping[str, float],
                         stage: str | None = None) -> None:
@@ -125,12 +130,9 @@ class MetricWriter:
     `eval.every` end at the final value while metrics.jsonl keeps one record per training
     step. A resumed stage's `trim_events` drops the point (its step is past the kept records)
     and the stage's end writes it again."""
-    if not self._tensorboard:
-      return
-    tb = self._tb_writer(stage)
-    for name, value in metrics.items():
-      tb.add_scalar(name, float(value), int(step))
-    tb.flush()
+    tb = self._add_scalars(step, metrics, stage)
+    if tb is not None:
+      tb.flush()
 
   def close(self) -> None:
     if self._jsonl is not None:
@@ -199,6 +201,17 @@ def trim_events(directory: str, last_step: int | None) -> None:
   os.replace(tmp, files[0])
   for path in files[1:]:
     os.remove(path)
+
+
+def read_scalars(directory: str, tag: str) -> list[tuple[int, float]]:
+  """(step, value) of every scalar `tag` in a TensorBoard run directory (e.g. `tb/<stage>`),
+  files in name order (the order they were written)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  events = [event_pb2.Event.FromString(data)
+            for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*")))
+            for data in read_event_records(path)]
+  return [(e.step, v.simple_value) for e in events if e.HasField("summary")
+          for v in e.summary.value if v.tag == tag]
 
 
 def read_metrics(path: str) -> list[dict[str, float]]:

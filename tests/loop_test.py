@@ -41,16 +41,6 @@ def _run(config, workdir, **kwargs):
   return main.run(config, str(workdir), show_progress=kwargs.pop("show_progress", False))
 
 
-def _tb_scalars(directory, tag):
-  """(step, value) of every scalar `tag` in a TensorBoard run directory, files in name order."""
-  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
-  events = [event_pb2.Event.FromString(data)
-            for path in sorted(directory.glob("events.*"))
-            for data in metrics.read_event_records(str(path))]
-  return [(e.step, v.simple_value) for e in events if e.HasField("summary")
-          for v in e.summary.value if v.tag == tag]
-
-
 def _none_paths(tree, path=""):
   if tree is None:
     return [path]
@@ -95,7 +85,7 @@ def test_runlocal_configs_run_end_to_end(name, tmp_path):
   # the last training record; `eval.every` points before it), and is not in metrics.jsonl.
   for stage in trained:
     steps = getattr(exp, stage).steps
-    points = _tb_scalars(tmp_path / "tb" / stage, "eval/accuracy")
+    points = metrics.read_scalars(str(tmp_path / "tb" / stage), "eval/accuracy")
     assert points[-1] == (steps, pytest.approx(summary["eval"][stage]["eval/accuracy"],
                                                abs=1e-6)), (stage, points)
     assert len({step for step, _ in points}) == len(points) and max(

@@ -118,3 +118,5 @@ def test_stage_end_eval_goes_to_tensorboard_only_and_a_resume_writes_it_once(tmp
   writer.close()
   assert _scalars(rl, "eval/accuracy") == [(0, 0.0), (1, pytest.approx(0.1)), (2, 0.5),
                                            (3, 0.5), (4, pytest.approx(0.8))]
+  # The core's reader (what tests/loop_test.py uses) gives what this file's own parser does.
+  assert metrics_lib.read_scalars(rl, "eval/accuracy") == _scalars(rl, "eval/accuracy")
