@@ -18,6 +18,7 @@ import numpy as np
 
 from rl_jax.eval import figures, paired, run_results
 from rl_jax.eval.hooks import register_report, report_main
+from rl_jax.projects.tool_orchestration import reward as rw
 
 COLUMNS = ("success", "turn_accuracy", "graduated", "R_atomic", "R_orch", "calls_per_episode",
            "malformed", "err_name", "err_params", "err_values")
@@ -49,7 +50,7 @@ def arm_name(stage: dict) -> str:
   if arm is None:
     return stage["name"]
   reward, match = arm
-  if match == "first" or reward in ("binary", "orchestration"):
+  if match == "first" or not rw.reads_atomic_match(reward):
     return reward
   return f"{reward}:{match}"
 

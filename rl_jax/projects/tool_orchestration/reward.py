@@ -55,6 +55,12 @@ REWARDS = {"graduated": (0.5, 0.5), "atomic": (1.0, 0.0), "orchestration": (0.0,
 REWARD_NAMES = tuple(REWARDS) + ("binary",)
 
 
+def reads_atomic_match(reward: str) -> bool:
+  """Whether the reward named `reward` depends on `atomic_match`: only through R_atomic, so not
+  "binary" (the strict walk) nor a reward whose atomic weight is 0 ("orchestration")."""
+  return reward in REWARDS and REWARDS[reward][0] > 0
+
+
 @dataclasses.dataclass(frozen=True)
 class GroundTruthStep:
   """One step of the ground truth: the function, its exact arguments, the steps it depends

@@ -224,3 +224,10 @@ def test_dependency_weight_mode_equals_uniform_with_one_call_per_step():
 def test_unknown_reward_name():
   with pytest.raises(ValueError, match="reward must be one of"):
     rw.score([], [], GT, reward="dense")
+
+
+def test_which_rewards_read_the_atomic_match():
+  # R_atomic is the only part that depends on the lookup: graduated (0.5) and atomic (1.0) do;
+  # R_orch alone (weight 0) and binary (the strict walk) do not.
+  assert [rw.reads_atomic_match(r) for r in ("graduated", "atomic", "orchestration", "binary")] \
+      == [True, True, False, False]
